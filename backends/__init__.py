@@ -1,0 +1,60 @@
+"""Backends: each is a package with the same small surface.
+
+    NAME: str
+    available() -> bool                      # its dependencies are installed (imports nothing heavy)
+    serves(target: Target) -> bool
+    build(program, target, **options) -> Executable
+    load(path, manifest) -> Executable       # an exported artifact, run again
+    LOWERINGS: dict[str, Callable]           # primitive -> lowering (absent for the reference backend)
+
+Importing this package imports no backend; `get(name)` imports one on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from types import ModuleType
+
+from nir.target import KINDS, Target
+
+__all__ = ["available", "get", "installed", "BackendError", "REGISTRY", "INSTALL_HINT"]
+
+# backend name -> (module, the top-level packages it needs)
+REGISTRY: dict[str, tuple[str, tuple[str, ...]]] = {
+    "reference": ("nir.backends.reference", ()),
+    "tvm": ("nir.backends.tvm", ("tvm", "tvm_ffi")),
+    "xla": ("nir.backends.xla", ("jax", "jaxlib")),
+}
+INSTALL_HINT = {"tvm": 'pip install "named-ir[tvm]"', "xla": 'pip install "named-ir[xla]"'}
+
+
+class BackendError(RuntimeError):
+    """A backend is unknown, not installed, or cannot serve the target or the program."""
+
+
+def installed(name: str) -> bool:
+    """Whether backend ``name``'s dependencies can be imported (checked without importing them)."""
+    if name not in REGISTRY:
+        return False
+    return all(importlib.util.find_spec(pkg) is not None for pkg in REGISTRY[name][1])
+
+
+def available() -> list[str]:
+    """Names of the installed backends, e.g. ``['reference', 'tvm', 'xla']``."""
+    return [n for n in REGISTRY if installed(n)]
+
+
+def get(name: str) -> ModuleType:
+    """Import and return backend ``name``; a clear error if it is unknown or not installed."""
+    if name not in REGISTRY:
+        raise BackendError(f"unknown backend {name!r}; known backends: {', '.join(REGISTRY)}")
+    if not installed(name):
+        raise BackendError(f"backend {name!r} is not installed; install it with {INSTALL_HINT[name]} "
+                           f"(installed: {', '.join(available())})")
+    return importlib.import_module(REGISTRY[name][0])
+
+
+def for_target(target: Target) -> list[str]:
+    """Installed backends that can serve ``target``, in default order of preference."""
+    return [n for n in KINDS[target.kind] if installed(n)]

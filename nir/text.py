@@ -1,0 +1,149 @@
+"""The text form of a Program: it prints, and it parses back to an equal program.
+
+    program(%0: float32{N:2, C:3}, %1: float32{C:3}) {
+      %2: float32{N:2, C:3} = sub(%0, %1)
+      %3: float32{N:2} = reduce_sum[dims=('C',)](%2)
+      return (%3)
+    }
+
+A value may carry a physical layout, printed as `@(C, N)` after its type.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import re
+from typing import Any
+
+from .ir import Eqn, Program, Value, freeze_params
+from .types import NamedShapeError, TensorType
+
+__all__ = ["print_program", "parse_program", "ParseError"]
+
+
+class ParseError(NamedShapeError):
+    """The text is not a well-formed nir program; the message gives the line."""
+
+
+_GENERATED = re.compile(r"^_\d+$")
+
+
+def _fmt_value(v: Any) -> str:
+    if isinstance(v, float):
+        return repr(v)  # repr round-trips; inf/nan parse back through the names below
+    if isinstance(v, tuple):
+        inner = ", ".join(_fmt_value(x) for x in v)
+        return f"({inner},)" if len(v) == 1 else f"({inner})"
+    return repr(v)
+
+
+def print_program(p: Program, canonical: bool = False) -> str:
+    """Print ``p``. ``canonical`` renumbers values and generated names and drops layouts (fingerprints)."""
+    ids: dict[int, int] = {}
+    gen: dict[str, str] = {}
+
+    def vid(v: Value) -> str:
+        return f"%{ids.setdefault(v.id, len(ids)) if canonical else v.id}"
+
+    def name(n: str) -> str:
+        if canonical and _GENERATED.match(n):
+            return gen.setdefault(n, f"_{len(gen)}")
+        return n
+
+    def param(v: Any) -> Any:
+        if isinstance(v, tuple):
+            return tuple(param(x) for x in v)
+        return name(v) if isinstance(v, str) else v
+
+    def typ(v: Value) -> str:
+        t = v.type
+        s = f"{t.dtype}{{" + ", ".join(f"{name(n)}:{s}" for n, s in t.dims) + "}"
+        if v.layout is not None and not canonical:
+            s += " @(" + ", ".join(v.layout) + ")"
+        return s
+
+    lines = ["program(" + ", ".join(f"{vid(v)}: {typ(v)}" for v in p.inputs) + ") {"]
+    for e in p.eqns:
+        params = ", ".join(f"{k}={_fmt_value(param(v))}" for k, v in e.params)
+        outs = ", ".join(f"{vid(v)}: {typ(v)}" for v in e.outputs)
+        args = ", ".join(vid(v) for v in e.inputs)
+        lines.append(f"  {outs} = {e.prim}{f'[{params}]' if params else ''}({args})")
+    lines.append("  return (" + ", ".join(vid(v) for v in p.outputs) + ")")
+    lines.append("}")
+    return "\n".join(lines)
+
+
+_TYPE = re.compile(r"^(?P<dtype>\w+)\{(?P<dims>[^}]*)\}(?: @\((?P<layout>[^)]*)\))?$")
+_EQN = re.compile(r"^(?P<outs>%\d+: .*?) = (?P<prim>\w+)(?:\[(?P<params>.*)\])?\((?P<args>[%\d, ]*)\)$")
+_DECL = re.compile(r"%(\d+): (\w+\{[^}]*\}(?: @\([^)]*\))?)")
+
+
+def _literal(node: ast.AST) -> Any:
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, (ast.Tuple, ast.List)):
+        return tuple(_literal(e) for e in node.elts)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        return -_literal(node.operand)
+    if isinstance(node, ast.Name) and node.id in ("inf", "nan"):
+        return math.inf if node.id == "inf" else math.nan
+    raise ValueError(f"not a literal: {ast.dump(node)}")
+
+
+def _parse_type(text: str, lineno: int) -> tuple[TensorType, tuple[str, ...] | None]:
+    m = _TYPE.match(text.strip())
+    if not m:
+        raise ParseError(f"line {lineno}: cannot parse type {text!r}")
+    dims = []
+    for part in filter(None, (s.strip() for s in m["dims"].split(","))):
+        n, _, s = part.partition(":")
+        dims.append((n.strip(), int(s)))
+    layout = tuple(s.strip() for s in m["layout"].split(",")) if m["layout"] is not None else None
+    return TensorType.of(dims, m["dtype"]), layout
+
+
+def parse_program(text: str) -> Program:
+    """Parse the text form back into a Program (the inverse of `print_program`)."""
+    values: dict[int, Value] = {}
+
+    def decl(src: str, lineno: int) -> list[Value]:
+        out = []
+        for m in _DECL.finditer(src):
+            t, layout = _parse_type(m.group(2), lineno)
+            v = Value(int(m.group(1)), t, layout)
+            values[v.id] = v
+            out.append(v)
+        return out
+
+    def use(ref: str, lineno: int) -> Value:
+        try:
+            return values[int(ref.strip().lstrip("%"))]
+        except (KeyError, ValueError):
+            raise ParseError(f"line {lineno}: unknown value {ref.strip()!r}") from None
+
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    if not lines or not lines[0].startswith("program(") or lines[-1] != "}":
+        raise ParseError("a program starts with 'program(...) {' and ends with '}'")
+    inputs = decl(lines[0][len("program("):].rsplit(")", 1)[0], 1)
+    eqns: list[Eqn] = []
+    outputs: tuple[Value, ...] = ()
+    for lineno, line in enumerate(lines[1:-1], start=2):
+        if line.startswith("return"):
+            inner = line[len("return"):].strip().strip("()")
+            outputs = tuple(use(r, lineno) for r in inner.split(",") if r.strip())
+            continue
+        m = _EQN.match(line)
+        if not m:
+            raise ParseError(f"line {lineno}: cannot parse {line!r}")
+        args = tuple(use(r, lineno) for r in m["args"].split(",") if r.strip())
+        params: dict[str, Any] = {}
+        if m["params"]:
+            try:
+                call = ast.parse(f"f({m['params']})", mode="eval").body
+                params = {kw.arg: _literal(kw.value) for kw in call.keywords}  # type: ignore[attr-defined]
+            except (SyntaxError, ValueError) as e:
+                raise ParseError(f"line {lineno}: bad parameters {m['params']!r}: {e}") from None
+        outs = tuple(decl(m["outs"], lineno))
+        eqns.append(Eqn(m["prim"], args, freeze_params(params), outs))
+    return Program(tuple(inputs), tuple(eqns), outputs)
