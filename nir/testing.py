@@ -1,0 +1,182 @@
+"""Test helpers shared by every backend's tests: one sample program per primitive (and variant), random
+inputs that are never all zeros, and tolerances per dtype.
+
+    for case in op_samples("float32"):
+        got = backend.build(case.program, target)(*case.inputs)
+        assert_close(got, interpret(case.program, *case.inputs), case.dtype)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .interpret import interpret
+from .ir import Builder, Program
+from .types import TensorType, is_float, numpy_dtype
+
+__all__ = ["OpSample", "op_samples", "random_array", "random_inputs", "tolerance", "assert_close"]
+
+# (rtol, atol) for comparing a backend with the reference, per dtype
+TOLERANCE: dict[str, tuple[float, float]] = {
+    "float64": (1e-9, 1e-9), "float32": (2e-5, 2e-5), "float16": (2e-2, 2e-2), "bfloat16": (6e-2, 6e-2),
+}
+POSITIVE = {"log", "sqrt", "rsqrt", "pow"}
+
+
+def tolerance(dtype: str) -> tuple[float, float]:
+    """(rtol, atol) used for ``dtype``; exact for integers and bools."""
+    return TOLERANCE.get(dtype, (0.0, 0.0))
+
+
+def random_array(t: TensorType, rng: np.random.Generator, positive: bool = False, high: int = 5) -> np.ndarray:
+    """Random data of type ``t`` in logical order: normal floats (|x|+0.5 when ``positive``),
+    integers in [0, high), random bools."""
+    if t.dtype == "bool":
+        a = rng.random(t.shape) < 0.5
+    elif is_float(t.dtype):
+        a = rng.standard_normal(t.shape)
+        if positive:
+            a = np.abs(a) + 0.5
+    else:
+        a = rng.integers(0, high, size=t.shape)
+    return np.ascontiguousarray(a.astype(numpy_dtype(t.dtype)))
+
+
+def random_inputs(program: Program, seed: int = 0, positive: bool = False) -> list[np.ndarray]:
+    """Random inputs for every program input."""
+    rng = np.random.default_rng(seed)
+    return [random_array(v.type, rng, positive) for v in program.inputs]
+
+
+@dataclass(frozen=True)
+class OpSample:
+    """One primitive applied to random inputs: ``program`` has a single equation of ``prim``."""
+
+    prim: str
+    label: str
+    dtype: str
+    program: Program
+    inputs: tuple[np.ndarray, ...]
+
+    @property
+    def id(self) -> str:
+        return f"{self.prim}-{self.label}-{self.dtype}"
+
+
+def _T(dims: dict[str, int], dtype: str) -> TensorType:
+    return TensorType.of(dims, dtype)
+
+
+def _one(prim: str, in_types: Sequence[TensorType], **params: Any) -> Program:
+    b = Builder()
+    vs = [b.input(t) for t in in_types]
+    return b.build([b.add(prim, vs, **params)])
+
+
+def _cases(dtype: str) -> list[tuple[str, str, Program]]:
+    """(prim, label, program) for every primitive and its interesting variants."""
+    from . import ops
+    f = dtype
+    NC = _T({"N": 3, "C": 4}, f)
+    NCHW = _T({"N": 2, "C": 3, "H": 5, "W": 6}, f)
+    cases: list[tuple[str, str, Program]] = []
+    for name in ops.UNARY:
+        if name == "logical_not":
+            cases.append((name, "bool", _one(name, [_T({"N": 3, "C": 4}, "bool")])))
+        else:
+            cases.append((name, "nc", _one(name, [NC])))
+    for name in ops.BINARY:
+        if name.startswith("logical"):
+            bt = _T({"N": 3, "C": 4}, "bool")
+            cases.append((name, "bool", _one(name, [bt, _T({"C": 4}, "bool")])))
+            continue
+        cases.append((name, "same", _one(name, [NC, NC])))
+        cases.append((name, "bcast-by-name", _one(name, [_T({"C": 4, "N": 3}, f), _T({"N": 3}, f)])))
+        cases.append((name, "size1", _one(name, [_T({"N": 3, "C": 1}, f), _T({"C": 4, "H": 2}, f)])))
+    cases.append(("where", "bcast", _one("where", [_T({"N": 3, "C": 4}, "bool"), _T({"C": 4}, f), NC])))
+    cases.append(("cast", "to-int32", _one("cast", [NC], dtype="int32")))
+    cases.append(("cast", "to-float32", _one("cast", [_T({"N": 3, "C": 4}, "int32")], dtype="float32")))
+    cases.append(("full", "2d", _one("full", [], value=1.5, dims=(("N", 2), ("C", 3)), dtype=f)))
+    cases.append(("iota", "1d", _one("iota", [], dim="N", size=7, start=1.0, step=0.5, dtype=f)))
+    data = np.arange(6, dtype=numpy_dtype(f)).tobytes()
+    cases.append(("constant", "2d", _one("constant", [], data=data, dims=(("N", 2), ("C", 3)), dtype=f)))
+    for name in ("reduce_sum", "reduce_max", "reduce_min", "reduce_prod"):
+        cases.append((name, "one", _one(name, [NCHW], dims=("C",))))
+        cases.append((name, "two", _one(name, [NCHW], dims=("W", "N"))))
+    cases.append(("reduce_sum", "all", _one("reduce_sum", [NC], dims=("N", "C"))))
+    for name in ("argmax", "argmin"):
+        cases.append((name, "inner", _one(name, [NCHW], dim="W")))
+        cases.append((name, "outer", _one(name, [NCHW], dim="N")))
+    for name in ("softmax", "log_softmax"):
+        cases.append((name, "inner", _one(name, [NCHW], dim="W")))
+        cases.append((name, "outer", _one(name, [NCHW], dim="C")))
+    cases.append(("layer_norm", "last", _one("layer_norm", [NCHW], dims=("W",), eps=1e-5)))
+    cases.append(("layer_norm", "CHW", _one("layer_norm", [NCHW], dims=("C", "H", "W"), eps=1e-5)))
+    cases.append(("contract", "matmul", _one("contract", [_T({"M": 5, "K": 6}, f), _T({"K": 6, "N": 7}, f)],
+                                            over=("K",))))
+    cases.append(("contract", "batched", _one("contract", [_T({"B": 2, "M": 5, "K": 6}, f),
+                                                          _T({"N": 4, "K": 6, "B": 2}, f)], over=("K",))))
+    cases.append(("contract", "two-dims", _one("contract", [_T({"K": 3, "M": 5, "J": 4}, f),
+                                                           _T({"J": 4, "K": 3}, f)], over=("K", "J"))))
+    cases.append(("contract", "outer", _one("contract", [_T({"M": 3}, f), _T({"N": 4}, f)], over=())))
+    conv = dict(channels="C", out_channels="O", spatial=("H", "W"), dilation=(1, 1))
+    w = _T({"O": 4, "C": 3, "H": 3, "W": 3}, f)
+    cases.append(("conv2d", "nchw-pad1", _one("conv2d", [NCHW, w], stride=(1, 1), padding=(1, 1), groups=1, **conv)))
+    cases.append(("conv2d", "nhwc-stride2", _one("conv2d", [_T({"N": 2, "H": 7, "W": 6, "C": 3}, f),
+                                                            _T({"H": 3, "W": 2, "C": 3, "O": 5}, f)],
+                                                 stride=(2, 2), padding=(0, 1), groups=1, **conv)))
+    cases.append(("conv2d", "groups", _one("conv2d", [_T({"N": 1, "C": 4, "H": 6, "W": 6}, f),
+                                                      _T({"O": 6, "C": 2, "H": 3, "W": 3}, f)],
+                                           stride=(1, 1), padding=(1, 1), groups=2, **conv)))
+    cases.append(("pool2d", "max", _one("pool2d", [NCHW], kind="max", kernel=(2, 2), stride=(2, 2),
+                                        padding=(0, 0), spatial=("H", "W"))))
+    cases.append(("pool2d", "avg-pad", _one("pool2d", [NCHW], kind="avg", kernel=(3, 3), stride=(1, 2),
+                                            padding=(1, 1), spatial=("H", "W"))))
+    cases.append(("align", "permute", _one("align", [NCHW], dims=(("W", 6), ("N", 2), ("H", 5), ("C", 3)))))
+    cases.append(("align", "insert-expand", _one("align", [_T({"C": 3, "H": 1}, f)],
+                                                 dims=(("N", 2), ("C", 3), ("H", 4), ("W", 1)))))
+    cases.append(("squeeze", "one", _one("squeeze", [_T({"N": 3, "O": 1, "C": 4}, f)], dims=("O",))))
+    cases.append(("rename", "one", _one("rename", [NC], mapping=(("C", "D"),))))
+    cases.append(("flatten", "inner", _one("flatten", [NCHW], dims=("H", "W"), into="HW")))
+    cases.append(("flatten", "reordered", _one("flatten", [NCHW], dims=("W", "C"), into="WC")))
+    cases.append(("unflatten", "split", _one("unflatten", [_T({"N": 2, "D": 12}, f)], dim="D",
+                                             parts=(("H", 3), ("W", 4)))))
+    cases.append(("select", "mid", _one("select", [NCHW], dim="C", index=1)))
+    cases.append(("slice", "strided", _one("slice", [NCHW], dim="W", start=1, stop=6, step=2)))
+    cases.append(("concat", "three", _one("concat", [NC, _T({"C": 4, "N": 2}, f), _T({"N": 1, "C": 4}, f)],
+                                          dim="N")))
+    cases.append(("take", "embedding", _one("take", [_T({"V": 5, "D": 4}, f), _T({"B": 2, "S": 3}, "int64")],
+                                            dim="V")))
+    return cases
+
+
+def op_samples(dtype: str = "float32", seed: int = 0) -> list[OpSample]:
+    """Every primitive (with variants) on random inputs of ``dtype``. Integer inputs of `take` stay
+    in range; inputs of log/sqrt/rsqrt/pow are positive."""
+    out = []
+    for i, (prim, label, program) in enumerate(_cases(dtype)):
+        rng = np.random.default_rng(seed + i)
+        inputs = tuple(random_array(v.type, rng, positive=prim in POSITIVE) for v in program.inputs)
+        out.append(OpSample(prim, label, dtype, program, inputs))
+    return out
+
+
+def assert_close(got: Sequence[Any], want: Sequence[np.ndarray], dtype: str, scale: float = 1.0) -> None:
+    """Assert backend outputs equal reference outputs at ``dtype``'s tolerance (times ``scale``)."""
+    rtol, atol = tolerance(dtype)
+    assert len(got) == len(want), f"{len(got)} outputs, expected {len(want)}"
+    for i, (g, w) in enumerate(zip(got, want)):
+        g = np.asarray(g)
+        assert g.shape == w.shape, f"output {i}: shape {g.shape}, expected {w.shape}"
+        g64, w64 = g.astype(np.float64), w.astype(np.float64)
+        np.testing.assert_allclose(g64, w64, rtol=rtol * scale, atol=atol * scale, equal_nan=True,
+                                   err_msg=f"output {i} differs from the reference ({dtype})")
+
+
+def check_against_reference(run: Callable[..., Sequence[Any]], program: Program, inputs: Sequence[np.ndarray],
+                            dtype: str, scale: float = 1.0) -> None:
+    """Run ``run(*inputs)`` and compare with the reference interpreter."""
+    assert_close(run(*inputs), interpret(program, *inputs), dtype, scale)
