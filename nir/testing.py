@@ -42,7 +42,7 @@ def random_array(t: TensorType, rng: np.random.Generator, positive: bool = False
             a = np.abs(a) + 0.5
     else:
         a = rng.integers(0, high, size=t.shape)
-    return np.ascontiguousarray(a.astype(numpy_dtype(t.dtype)))
+    return np.array(a, dtype=numpy_dtype(t.dtype), order="C")
 
 
 def random_inputs(program: Program, seed: int = 0, positive: bool = False) -> list[np.ndarray]:
