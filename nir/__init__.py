@@ -26,3 +26,10 @@ from .text import ParseError, parse_program as parse
 from .types import NamedShapeError, TensorType
 
 __version__ = "0.1.0"
+
+
+def from_torch(module_or_fn, example_inputs, names=None, **kwargs):  # type: ignore[no-untyped-def]
+    """Convert a torch module or function into a named nir program (see `nir.frontends.torch.from_torch`).
+    Needs `pip install "named-ir[torch]"`; torch is imported only when this is called."""
+    from .frontends.torch import from_torch as _from_torch
+    return _from_torch(module_or_fn, example_inputs, names=names, **kwargs)
