@@ -1,0 +1,336 @@
+"""Differential fuzzing: random well-named programs, compiled on every installed backend with random
+physical layouts, compared with the reference interpreter.
+
+Programs are generated through the public NamedTensor API inside a trace, so nir's own name rules keep
+them well formed. A disagreement is shrunk to the first equation whose value differs (with everything
+it does not depend on removed) and printed with its program text and a one-line reproducer:
+
+    nir fuzz --minutes 30 --seed 0
+    nir fuzz --seed 0 --case 17 --backends tvm     # reproduce one case
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+import nir
+
+from . import backends as _backends
+from .interpret import interpret
+from .ir import Program, Value
+from .target import parse_target
+from .tensor import NamedTensor
+from .testing import random_inputs, tolerance
+
+NAMES = ("A", "B", "C", "D", "E", "F")
+SIZES = (1, 2, 3, 4, 5, 7)
+
+
+@dataclass
+class _Gen:
+    """State of one program being generated: the random stream and the extra inputs it adds."""
+
+    rng: np.random.Generator
+    extra: list[nir.Spec] = field(default_factory=list)
+    extra_tensors: list[NamedTensor] = field(default_factory=list)
+    live: list[NamedTensor] = field(default_factory=list)
+
+    def choice(self, seq: Sequence[Any]) -> Any:
+        return seq[int(self.rng.integers(len(seq)))]
+
+    def subset(self, seq: Sequence[Any], min_size: int = 1) -> list[Any]:
+        k = int(self.rng.integers(min_size, len(seq) + 1))
+        idx = sorted(self.rng.choice(len(seq), size=k, replace=False))
+        return [seq[i] for i in idx]
+
+
+def _unary(g: _Gen, x: NamedTensor) -> NamedTensor:
+    op = g.choice(["tanh", "sigmoid", "relu", "neg", "abs", "sin", "cos", "gelu", "exp_tanh", "log1p_abs",
+                   "sqrt1p_abs", "rsqrt1p_abs", "clamp"])
+    if op == "exp_tanh":
+        return x.tanh().exp()
+    if op == "log1p_abs":
+        return (x.abs() + 1.0).log()
+    if op == "sqrt1p_abs":
+        return (x.abs() + 1.0).sqrt()
+    if op == "rsqrt1p_abs":
+        return (x.abs() + 1.0).rsqrt()
+    if op == "clamp":
+        return x.clamp(min=-0.5, max=0.7)
+    return getattr(x, op)()
+
+
+def _partner(g: _Gen, x: NamedTensor) -> NamedTensor:
+    """Another live tensor whose named dims are a subset of x's (same sizes), aligned to x by name."""
+    ok = [t for t in g.live if t is not x and set(t.names) <= set(x.names) and None not in t.names
+          and all(x.size(n) == s or s == 1 for n, s in zip(t.names, t.shape))]
+    if ok and g.rng.random() < 0.7:
+        return g.choice(ok).align_as(x)
+    return x.tanh() * 0.5
+
+
+def _binary(g: _Gen, x: NamedTensor) -> NamedTensor:
+    y = _partner(g, x)
+    op = g.choice(["add", "sub", "mul", "maximum", "minimum", "div", "where", "scalar"])
+    if op == "div":
+        return x / (y.abs() + 1.0)
+    if op == "where":
+        return nir.where(x > y, x, y * 2.0)
+    if op == "scalar":
+        return g.choice([lambda: x * 1.5, lambda: 2.0 - x, lambda: x + 0.25])()
+    return getattr(nir, op)(x, y)
+
+
+def _reduce(g: _Gen, x: NamedTensor) -> NamedTensor:
+    if x.ndim == 0:
+        return x
+    dims = g.subset(x.names)
+    keep = bool(g.rng.random() < 0.3)
+    op = g.choice(["sum", "mean", "amax", "amin", "logsumexp", "softmax", "log_softmax", "layer_norm", "std",
+                   "argmax_onehot"])
+    if op in ("softmax", "log_softmax"):
+        return getattr(x, op)(g.choice(x.names))
+    if op == "layer_norm":
+        return nir.layer_norm(x, dims)
+    if op == "std":
+        return x.var(dims, correction=0, keepdim=keep)
+    if op == "argmax_onehot":
+        d = g.choice(x.names)
+        return (x.argmax(d, keepdim=True).to("float32") * 0.1) + x.amax(d, keepdim=True)
+    return getattr(x, op)(dims, keepdim=keep)
+
+
+def _new_input(g: _Gen, dims: Sequence[tuple[str, int]]) -> NamedTensor:
+    from .tensor import current_trace
+    tr = current_trace()
+    spec = nir.spec(names=tuple(n for n, _ in dims), shape=tuple(s for _, s in dims))
+    v = tr.builder.input(nir.TensorType(tuple(dims), "float32"))  # type: ignore[union-attr]
+    g.extra.append(spec)
+    return NamedTensor._traced(v, tr)  # type: ignore[arg-type]
+
+
+def _contract(g: _Gen, x: NamedTensor) -> NamedTensor:
+    if x.ndim == 0:
+        return x
+    over = g.subset(x.names)
+    keep = [n for n in x.names if n not in over and g.rng.random() < 0.3]
+    new = [n for n in NAMES if n not in x.names][:1]
+    dims = [(n, x.size(n)) for n in over + keep] + [(n, int(g.choice(SIZES))) for n in new]
+    order = list(g.rng.permutation(len(dims)))
+    w = _new_input(g, [dims[i] for i in order])
+    return nir.contract(x, w, over=over)
+
+
+def _layout(g: _Gen, x: NamedTensor) -> NamedTensor:
+    op = g.choice(["align_to", "flatten", "select", "narrow", "cat", "transpose"])
+    if x.ndim == 0:
+        return x
+    if op == "align_to":
+        return x.align_to(*[x.names[i] for i in g.rng.permutation(x.ndim)])
+    if op == "transpose" and x.ndim >= 2:
+        i, j = g.rng.choice(x.ndim, 2, replace=False)
+        return x.transpose(int(i), int(j))
+    if op == "flatten" and x.ndim >= 2:
+        i = int(g.rng.integers(x.ndim - 1))
+        a, b = x.names[i], x.names[i + 1]
+        f = x.flatten([a, b], f"{a}{b}")
+        return f.unflatten(f"{a}{b}", ((a, x.size(a)), (b, x.size(b)))) if g.rng.random() < 0.5 else f
+    if op == "select":
+        d = g.choice(x.names)
+        return x.select(d, int(g.rng.integers(x.size(d))))
+    if op == "narrow":
+        d = g.choice(x.names)
+        start = int(g.rng.integers(x.size(d)))
+        return x.narrow(d, start, int(g.rng.integers(1, x.size(d) - start + 1)))
+    d = g.choice(x.names)
+    return nir.cat([x, x * 0.5], d)
+
+
+def _window(g: _Gen, x: NamedTensor) -> NamedTensor:
+    """conv2d or a pooling over two of x's dims, channels another; x needs >= 3 dims."""
+    if x.ndim < 3:
+        return x
+    c, h, w = g.subset(x.names, 3)[:3]
+    order = [h, w] if g.rng.random() < 0.5 else [w, h]
+    k = (int(g.rng.integers(1, min(3, x.size(order[0])) + 1)), int(g.rng.integers(1, min(3, x.size(order[1])) + 1)))
+    if g.rng.random() < 0.6:
+        out = "O"
+        if out in x.names:
+            return x
+        dims = [(out, int(g.choice((1, 2, 3)))), (c, x.size(c)), (order[0], k[0]), (order[1], k[1])]
+        weight = _new_input(g, [dims[i] for i in g.rng.permutation(4)])
+        pad = (int(g.rng.integers(0, k[0])), int(g.rng.integers(0, k[1])))
+        stride = (int(g.rng.integers(1, 3)), int(g.rng.integers(1, 3)))
+        return nir.conv2d(x, weight, channels=c, out_channels=out, spatial=order, stride=stride, padding=pad)
+    fn = nir.max_pool2d if g.rng.random() < 0.5 else nir.avg_pool2d
+    return fn(x, k, stride=(1, int(g.rng.integers(1, 3))), padding=(k[0] // 2, k[1] // 2), spatial=order)
+
+
+STEPS: tuple[Callable[[_Gen, NamedTensor], NamedTensor], ...] = (_unary, _binary, _reduce, _contract, _layout,
+                                                                _window)
+
+
+def random_program(seed: int, case: int, max_ops: int = 6) -> tuple[Program, list[np.ndarray]]:
+    """The program for (seed, case): deterministic, well named, 1-``max_ops`` API calls deep."""
+    rng = np.random.default_rng([seed, case])
+    names = [str(n) for n in rng.choice(NAMES, size=int(rng.integers(1, 5)), replace=False)]
+    specs = [nir.spec(names=tuple(names), shape=tuple(int(rng.choice(SIZES)) for _ in names))]
+    if rng.random() < 0.5:
+        sub = [n for n in names if rng.random() < 0.6]
+        specs.append(nir.spec(names=tuple(sub), shape=tuple(specs[0].shape[names.index(n)] for n in sub)))
+    g = _Gen(rng)
+
+    def fn(*xs: NamedTensor) -> Any:
+        g.live = list(xs)
+        x = xs[0]
+        for _ in range(int(rng.integers(1, max_ops + 1))):
+            x = g.choice(STEPS)(g, x)
+            g.live.append(x)
+        outs = [x] + ([g.choice(g.live)] if rng.random() < 0.3 else [])
+        return tuple(outs)
+
+    program = nir.trace(fn, *specs).program
+    return program, random_inputs(program, seed=seed * 100_003 + case)
+
+
+def random_layouts(program: Program, rng: np.random.Generator) -> Program:
+    """``program`` with random physical orders on about half of its values."""
+    layouts = {}
+    for v in program.values():
+        if v.type.ndim >= 2 and rng.random() < 0.5:
+            layouts[v.id] = tuple(v.type.names[i] for i in rng.permutation(v.type.ndim))
+    return program.with_layouts(layouts)
+
+
+def _slice_to(program: Program, value: Value) -> Program:
+    """The smallest program computing ``value``: equations it does not depend on removed."""
+    need = {value.id}
+    eqns = []
+    for e in reversed(program.eqns):
+        if any(o.id in need for o in e.outputs):
+            eqns.append(e)
+            need.update(v.id for v in e.inputs)
+    inputs = tuple(v for v in program.inputs if v.id in need)
+    return Program(inputs, tuple(reversed(eqns)), (value,))
+
+
+def _run(backend: str, program: Program, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+    exe = _backends.get(backend).build(program, parse_target("llvm"))
+    return [np.asarray(o) for o in exe(*inputs)]
+
+
+def _agrees(got: Sequence[np.ndarray], want: Sequence[np.ndarray], dtype: str = "float32") -> bool:
+    rtol, atol = tolerance(dtype)
+    for g, w in zip(got, want):
+        if g.shape != w.shape:
+            return False
+        scale = 50 * max(1.0, float(np.max(np.abs(w[np.isfinite(w)]), initial=0)))  # sums of many terms
+        if not np.allclose(g.astype(np.float64), w.astype(np.float64), rtol=rtol * 50, atol=atol * scale,
+                           equal_nan=True):
+            return False
+    return True
+
+
+def shrink(program: Program, inputs: Sequence[np.ndarray], run: Callable[[Program, list], list]) -> Program:
+    """The smallest slice of ``program`` ending at the first value on which ``run`` disagrees with the
+    reference (or the program itself if no single value does)."""
+    by_id = {v.id: a for v, a in zip(program.inputs, inputs)}
+    for e in program.eqns:
+        p = _slice_to(program, e.out)
+        ins = [by_id[v.id] for v in p.inputs]
+        try:
+            ok = _agrees(run(p, ins), interpret(p, *ins))
+        except Exception:  # noqa: BLE001 - a crash on the slice is a disagreement too
+            ok = False
+        if not ok:
+            return p
+    return program
+
+
+@dataclass
+class Failure:
+    """One disagreement or crash, with everything needed to reproduce it."""
+
+    seed: int
+    case: int
+    backend: str
+    message: str
+    program: Program
+
+    def report(self) -> str:
+        return (f"FAIL backend={self.backend} seed={self.seed} case={self.case}: {self.message}\n"
+                f"reproduce: nir fuzz --seed {self.seed} --case {self.case} --backends {self.backend}\n"
+                f"shrunk program:\n{self.program.text}")
+
+
+def check_case(seed: int, case: int, backends: Sequence[str], max_ops: int = 6) -> tuple[list[Failure], int]:
+    """Run one generated program on ``backends``; returns failures and how many backend runs were skipped
+    because the backend does not support a primitive."""
+    program, inputs = random_program(seed, case, max_ops)
+    program = random_layouts(program, np.random.default_rng([seed, case, 1]))
+    want = interpret(program, *inputs)
+    failures, skipped = [], 0
+    for b in backends:
+        def run(p: Program, ins: list, b: str = b) -> list:
+            return _run(b, p, ins)
+        try:
+            got = run(program, list(inputs))
+        except _backends.BackendError as e:
+            if "not supported" in str(e) or "unsupported" in str(e):
+                skipped += 1
+                continue
+            failures.append(Failure(seed, case, b, f"{type(e).__name__}: {e}", shrink(program, inputs, run)))
+            continue
+        except Exception as e:  # noqa: BLE001 - every crash is a finding
+            failures.append(Failure(seed, case, b, f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}",
+                                    shrink(program, inputs, run)))
+            continue
+        if not _agrees(got, want):
+            err = max(float(np.max(np.abs(g.astype(np.float64) - w))) if g.shape == w.shape else float("inf")
+                      for g, w in zip(got, want))
+            failures.append(Failure(seed, case, b, f"outputs differ from the reference (max abs diff {err:.3g})",
+                                    shrink(program, inputs, run)))
+    return failures, skipped
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`nir fuzz`: run generated programs on every installed backend for a time budget."""
+    parser = argparse.ArgumentParser(prog="nir fuzz", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=1.0, help="time budget (default 1)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--case", type=int, default=None, help="run only this case (a reproducer)")
+    parser.add_argument("--start", type=int, default=0, help="first case number")
+    parser.add_argument("--max-ops", type=int, default=6)
+    parser.add_argument("--backends", default=",".join(b for b in _backends.available() if b != "reference"),
+                        help="comma-separated (default: every installed compiling backend)")
+    args = parser.parse_args(list(argv or []))
+    backends = [b for b in args.backends.split(",") if b]
+    if not backends:
+        print("nir fuzz: no compiling backend installed (pip install \"named-ir[tvm]\" or \"named-ir[xla]\")")
+        return 2
+    cases = [args.case] if args.case is not None else None
+    deadline = time.monotonic() + args.minutes * 60
+    n = failures = skipped = 0
+    case = args.start
+    while (cases is None and time.monotonic() < deadline) or (cases is not None and n < len(cases)):
+        c = cases[n] if cases is not None else case
+        fails, sk = check_case(args.seed, c, backends, args.max_ops)
+        skipped += sk
+        for f in fails:
+            failures += 1
+            print(f.report(), flush=True)
+        n += 1
+        case += 1
+        if n % 50 == 0:
+            print(f"... {n} programs, {failures} failures", file=sys.stderr, flush=True)
+    print(f"nir fuzz: {n} programs x {len(backends)} backends ({', '.join(backends)}), seed {args.seed}: "
+          f"{failures} failures, {skipped} skipped (unsupported primitive)")
+    return 1 if failures else 0

@@ -1,0 +1,64 @@
+"""A short differential-fuzzing budget for CI (the long run is `nir fuzz --minutes 30`), and the
+fuzzer's own machinery: determinism, layouts, shrinking."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import nir
+from nir import fuzz
+from nir.interpret import interpret
+
+COMPILING = [b for b in ("tvm", "xla") if nir.backends.installed(b)]
+CASES = 40
+
+
+def test_generation_is_deterministic() -> None:
+    p1, in1 = fuzz.random_program(3, 5)
+    p2, in2 = fuzz.random_program(3, 5)
+    assert p1.fingerprint() == p2.fingerprint()
+    assert all(np.array_equal(a, b) for a, b in zip(in1, in2))
+
+
+def test_generated_programs_verify_and_cover_the_op_families() -> None:
+    kinds = set()
+    for case in range(60):
+        p, _ = fuzz.random_program(0, case)
+        nir.verify(p)
+        kinds |= {nir.ops.get(e.prim).kind for e in p.eqns}
+    assert {"elementwise", "reduction", "normalization", "contraction", "window", "layout", "index"} <= kinds
+
+
+def test_random_layouts_keep_the_meaning() -> None:
+    p, ins = fuzz.random_program(1, 2)
+    q = fuzz.random_layouts(p, np.random.default_rng(0))
+    assert q.fingerprint() == p.fingerprint()
+    assert any(v.layout is not None for v in q.values())
+
+
+def test_shrink_finds_the_first_wrong_value() -> None:
+    """A deliberately wrong runner (it computes `tanh` as identity) is shrunk to the slice ending at the
+    first tanh."""
+    def f(x):
+        return (x.exp() * 2.0).tanh().sum("C")
+    p = nir.trace(f, nir.spec(N=3, C=4)).program
+    ins = [np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)]
+
+    def wrong(program, inputs):
+        fixed = nir.Program(program.inputs, tuple(e if e.prim != "tanh" else
+                                                  type(e)("abs", e.inputs, (), e.outputs) for e in program.eqns),
+                            program.outputs)
+        return interpret(fixed, *inputs)
+    small = fuzz.shrink(p, ins, wrong)
+    assert small.eqns[-1].prim == "tanh"
+    assert "reduce_sum" not in small.prims()
+
+
+@pytest.mark.parametrize("backend", COMPILING)
+def test_backends_agree_with_the_reference_on_generated_programs(backend: str) -> None:
+    failures = []
+    for case in range(CASES):
+        fails, _ = fuzz.check_case(seed=20261127, case=case, backends=[backend])
+        failures += fails
+    assert not failures, "\n\n".join(f.report() for f in failures[:3])
