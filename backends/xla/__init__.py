@@ -1,0 +1,68 @@
+"""The XLA backend: nir programs lowered through JAX to XLA HLO, for cpu (``llvm``), ``cuda`` and ``tpu``.
+
+    exe = nir.backends.get("xla").build(program, "llvm")            # compiled for XLA:CPU
+    outs = exe(x, w)                                                 # list of jax.Array, logical order
+    exe.backend_ir("optimized_hlo"); exe.export("out/")              # inspect; write a jax.export artifact
+    build(program, "tpu").export("tpu_artifact/")                     # for a machine with a TPU
+    build(program, "llvm", mesh={"data": 4}, shard={"N": "data"})    # named sharding
+
+Importing this package does not import jax; `build`, `load` and `LOWERINGS` do, on first use.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import pathlib
+from typing import TYPE_CHECKING, Any
+
+from nir.target import Target
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pathlib as _pathlib
+
+    from nir.ir import Program
+
+    from .executable import XLAExecutable
+
+__all__ = ["NAME", "available", "serves", "build", "load", "LOWERINGS", "UNSUPPORTED"]
+
+NAME = "xla"
+
+
+def _read_unsupported() -> dict[str, str]:
+    rows = (line.split("#", 1)[0].strip() for line in
+            (pathlib.Path(__file__).with_name("unsupported.txt")).read_text().splitlines())
+    return {prim.strip(): why.strip() for prim, _, why in (row.partition(":") for row in rows if row)}
+
+
+# primitive -> why the xla backend cannot lower it (checked in as unsupported.txt)
+UNSUPPORTED: dict[str, str] = _read_unsupported()
+
+
+def available() -> bool:
+    """Whether jax and jaxlib are installed (checked without importing them)."""
+    return all(importlib.util.find_spec(m) is not None for m in ("jax", "jaxlib"))
+
+
+def serves(target: Target) -> bool:
+    """XLA serves the host CPU (``llvm``), ``cuda`` and ``tpu``."""
+    return target.kind in ("llvm", "cuda", "tpu")
+
+
+def build(program: "Program", target: "Target | str", **options: Any) -> "XLAExecutable":
+    """Lower and compile ``program`` for ``target``; see `nir.backends.xla.executable.build` for options."""
+    from .executable import build as _build
+    return _build(program, target, **options)
+
+
+def load(path: "str | _pathlib.Path", manifest: dict) -> "XLAExecutable":
+    """Load an artifact written by ``XLAExecutable.export``; see `nir.backends.xla.executable.load`."""
+    from .executable import load as _load
+    return _load(path, manifest)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "LOWERINGS":
+        from .lower import LOWERINGS
+        return LOWERINGS
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
