@@ -13,6 +13,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("run the named-tensor examples eagerly and on every installed backend", "nir.demo:main"),
     "backends": ("list backends, whether they are installed, and the targets they serve", "nir.cli:backends_main"),
     "bench": ("cross-backend benchmark suite", "nir.bench.main:main"),
+    "tune": ("tune a program per target: layouts, options, schedules, backend; writes a tuning database",
+             "nir.tune.cli:main"),
     "fuzz": ("differential fuzzing of every installed backend against the reference", "nir.fuzz:main"),
 }
 

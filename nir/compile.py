@@ -56,8 +56,8 @@ def _describe(sig: Sequence[Spec]) -> str:
 class _Entry:
     """One compiled signature: the traced program and the backend executable."""
 
-    def __init__(self, traced: Traced, executable: Any) -> None:
-        self.traced, self.executable = traced, executable
+    def __init__(self, traced: Traced, executable: Any, backend: str, tuned: bool) -> None:
+        self.traced, self.executable, self.backend, self.tuned = traced, executable, backend, tuned
         self.out_types = [v.type for v in traced.program.outputs]
         self.in_types = [v.type for v in traced.program.inputs]
 
@@ -107,9 +107,11 @@ class Compiled:
 
     def __init__(self, fn: Callable[..., Any] | Traced | Program, target: str | Target = "llvm",
                  backend: str = "auto", inputs: Sequence[NamedTensor | Spec] | None = None,
-                 **options: Any) -> None:
+                 tuning: str | pathlib.Path | None = None, **options: Any) -> None:
         self.target = parse_target(target)
-        self.backend = resolve_backend(backend, self.target)
+        self._requested = backend
+        self._default_backend = resolve_backend(backend, self.target)
+        self.tuning = pathlib.Path(tuning) if tuning is not None else None
         self.options = options
         self._fn = fn
         self._cache: dict[tuple[Spec, ...], _Entry] = {}
@@ -129,10 +131,28 @@ class Compiled:
 
     def _add(self, sig: tuple[Spec, ...], traced: Traced) -> _Entry:
         program = verify(traced.program)
-        executable = _backends.get(self.backend).build(program, self.target, **self.options)
-        entry = self._cache[sig] = _Entry(traced, executable)
+        backend, options, tuned = self._default_backend, dict(self.options), False
+        if self.tuning is not None:  # apply the best tuning record, if any (no re-tuning)
+            from .tune.search import config_for
+            found = config_for(program, self.target, self.tuning,
+                               None if self._requested == "auto" else self._requested)
+            if found is not None:
+                backend, laid_out, tuned_options = found
+                program, tuned, options = verify(laid_out), True, {**tuned_options, **options}
+        executable = _backends.get(backend).build(program, self.target, **options)
+        entry = self._cache[sig] = _Entry(traced, executable, backend, tuned)
         self._last = entry
         return entry
+
+    @property
+    def backend(self) -> str:
+        """The backend of the latest compiled signature (before any call: the default for the target)."""
+        return self._last.backend if self._last is not None else self._default_backend
+
+    @property
+    def tuned(self) -> bool:
+        """Whether the latest compiled signature applied a tuning record."""
+        return self._last is not None and self._last.tuned
 
     def lower(self, *specs: NamedTensor | Spec) -> "Compiled":
         """Trace and build for ``specs`` now, without running."""
@@ -191,15 +211,17 @@ class Compiled:
 
 def compile(fn: Callable[..., Any] | Traced | Program | None = None, *, target: str | Target = "llvm",  # noqa: A001
             backend: str = "auto", inputs: Sequence[NamedTensor | Spec] | None = None,
-            **options: Any) -> Any:
+            tuning: str | pathlib.Path | None = None, **options: Any) -> Any:
     """Compile ``fn`` (a function over NamedTensors, or a traced Program) for ``target`` with ``backend``
     (``"auto"``: the first installed backend serving the target; ``"reference"``, ``"tvm"``, ``"xla"``).
     Usable as ``@nir.compile`` or ``@nir.compile(target=...)``. With ``inputs=[nir.spec(...)]`` it compiles
-    now and later calls must match that signature. Extra ``options`` go to the backend (e.g. XLA's
-    ``mesh=``/``shard=``)."""
+    now and later calls must match that signature. ``tuning=DIR`` applies the best record of a tuning
+    database written by `nir tune` (layouts, options, schedules; with ``backend="auto"`` also the
+    measured fastest backend) without re-tuning; a program with no record compiles as usual. Extra
+    ``options`` go to the backend (e.g. XLA's ``mesh=``/``shard=``)."""
     if fn is None:
-        return lambda f: Compiled(f, target, backend, inputs, **options)
-    return Compiled(fn, target, backend, inputs, **options)
+        return lambda f: Compiled(f, target, backend, inputs, tuning, **options)
+    return Compiled(fn, target, backend, inputs, tuning, **options)
 
 
 class Loaded:

@@ -1,0 +1,167 @@
+"""`nir tune`: tune a function (``MODULE:FUNCTION``) or a benchmark workload for a target and store the
+winners in a tuning database that `nir.compile(..., tuning=DIR)` reads.
+
+    nir tune mymodel:forward --input x=N:32,C:3,H:56,W:56 --target llvm --trials 256 --db tuning/
+    nir tune conv3x3 --target llvm --db tuning/ --backends tvm          # a `nir bench` workload
+    nir tune conv3x3 --db tuning/ --replay                              # re-measure the stored winners
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+import json
+import sys
+from typing import Any, Callable, Sequence
+
+from ..frontends.python import Spec, spec, trace
+from ..ir import Program
+from ..target import parse_target
+from .database import TuningDatabase
+from .measure import measure
+from .search import TuneReport, TuningError, backend_version, tune_program
+from .space import apply_layouts
+
+
+def parse_input(text: str, dtype: str) -> tuple[str, Spec]:
+    """``x=N:32,C:3`` -> ("x", spec(N=32, C=3)); a dim written ``_:8`` is unnamed."""
+    name, sep, dims = text.partition("=")
+    if not sep or not dims:
+        raise argparse.ArgumentTypeError(f"--input {text!r} should look like x=N:32,C:3,H:56,W:56")
+    names, shape = [], []
+    for part in dims.split(","):
+        d, colon, size = part.partition(":")
+        if not colon or not size.strip().isdigit():
+            raise argparse.ArgumentTypeError(f"--input {text!r}: {part!r} should look like N:32")
+        names.append(None if d.strip() in ("_", "") else d.strip())
+        shape.append(int(size))
+    return name.strip(), spec(names=names, shape=shape, dtype=dtype)
+
+
+def _load_function(ref: str) -> Callable[..., Any]:
+    mod, _, fn = ref.partition(":")
+    sys.path.insert(0, ".")
+    try:
+        return getattr(importlib.import_module(mod), fn)
+    except (ImportError, AttributeError) as e:
+        raise SystemExit(f"nir tune: cannot load {ref!r}: {e}") from None
+
+
+def program_for(what: str, inputs: Sequence[str], dtype: str, size: str) -> tuple[str, Program]:
+    """The program to tune: ``MODULE:FUNCTION`` traced on ``--input`` specs, or a workload name."""
+    if ":" in what:
+        fn = _load_function(what)
+        parsed = dict(parse_input(i, dtype) for i in inputs)
+        params = [p for p in inspect.signature(fn).parameters]
+        missing = [p for p in params if p not in parsed]
+        if missing:
+            raise SystemExit(f"nir tune: give --input for {missing} (e.g. --input {missing[0]}=N:32,C:3)")
+        return what, trace(fn, *(parsed[p] for p in params)).program
+    try:
+        from nir.bench.workloads import WORKLOADS
+    except ImportError:
+        raise SystemExit(f"nir tune: {what!r} is not MODULE:FUNCTION and the benchmark workloads are not "
+                         "installed") from None
+    if what not in WORKLOADS:
+        raise SystemExit(f"nir tune: unknown workload {what!r}; known: {', '.join(sorted(WORKLOADS))}")
+    w = WORKLOADS[what]
+    return what, trace(w.fn, *w.make_inputs(size, 0)).program
+
+
+def _logger(enabled: bool) -> tuple[Callable[[str], None], Callable[[], None]]:
+    """A progress display: a rich spinner with the latest step, or plain lines without rich."""
+    if not enabled:
+        return (lambda msg: None), (lambda: None)
+    try:
+        from rich.console import Console
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    except ImportError:
+        return (lambda msg: print(msg, file=sys.stderr, flush=True)), (lambda: None)
+    progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                        console=Console(stderr=True), transient=True)
+    task = progress.add_task("tuning", total=None)
+    progress.start()
+    return (lambda msg: progress.update(task, description=msg)), progress.stop
+
+
+def print_report(report: TuneReport) -> None:
+    """A table per program: each backend, untuned vs tuned, speedup, chosen layout, record file."""
+    print(f"\n{report.name}  (fingerprint {report.fingerprint}, target {report.target!r})")
+    head = f"{'backend':<8} {'untuned ms':>11} {'tuned ms':>10} {'speedup':>8}  {'layout':<15} {'options':<28} record"
+    print(head)
+    print("-" * len(head))
+    for r in report.results:
+        if r.error:
+            print(f"{r.backend:<8} error: {r.error}")
+            continue
+        opts = json.dumps(r.options, sort_keys=True) if r.options else "-"
+        print(f"{r.backend:<8} {r.untuned_ms:>11.3f} {r.tuned_ms:>10.3f} {r.speedup:>7.1f}x  {r.layout:<15} "
+              f"{opts[:28]:<28} {r.record_path}")
+    w = report.winner
+    if w is not None:
+        print(f"winner: {w.backend} ({w.tuned_ms:.3f} ms); nir.compile(..., backend='auto', tuning=DB) will use it")
+
+
+def replay(program: Program, name: str, target: str, db_path: str) -> int:
+    """Re-measure every stored winner for ``program`` and print the drift from the recorded time."""
+    from .. import backends as _backends
+    from ..testing import random_inputs
+    db = TuningDatabase(db_path)
+    records = db.lookup(program, str(parse_target(target)))
+    if not records:
+        print(f"nir tune --replay: no records for {name} on {target!r} in {db_path}")
+        return 1
+    inputs = random_inputs(program)
+    print(f"{'backend':<8} {'recorded ms':>12} {'now ms':>9} {'drift':>8}  layout")
+    for rec in records:
+        if not _backends.installed(rec.backend) or rec.backend_version != backend_version(rec.backend):
+            print(f"{rec.backend:<8} skipped: recorded with version {rec.backend_version}, installed "
+                  f"{backend_version(rec.backend)}")
+            continue
+        options = dict(rec.config.get("options", {}))
+        if rec.config.get("backend_state"):
+            options["tuning_db"] = str(db.path / rec.config["backend_state"])
+        exe = _backends.get(rec.backend).build(apply_layouts(program, rec.config.get("layouts", {})),
+                                               parse_target(target), **options)
+        now = measure(exe, inputs).median_ms
+        was = rec.times_ms["tuned"]
+        print(f"{rec.backend:<8} {was:>12.3f} {now:>9.3f} {100 * (now - was) / was:>+7.1f}%  "
+              f"{rec.config.get('layout', 'logical')}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `nir tune`."""
+    p = argparse.ArgumentParser(prog="nir tune", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("what", help="MODULE:FUNCTION, or a `nir bench` workload name")
+    p.add_argument("--input", action="append", default=[], metavar="NAME=N:32,C:3",
+                   help="an input's named shape (one per function parameter)")
+    p.add_argument("--dtype", default="float32")
+    p.add_argument("--size", default="full", choices=("small", "full"), help="workload size (workloads only)")
+    p.add_argument("--target", default="llvm")
+    p.add_argument("--trials", type=int, default=64, help="schedule-search trials per backend (TVM MetaSchedule)")
+    p.add_argument("--db", required=True, help="tuning database directory")
+    p.add_argument("--backends", default=None, help="comma-separated (default: every installed one serving the target)")
+    p.add_argument("--rpc", default=None, metavar="HOST:PORT:KEY", help="measure on devices of a TVM RPC tracker")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--replay", action="store_true", help="re-measure the stored winners and report drift")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(list(argv or []))
+    name, program = program_for(args.what, args.input, args.dtype, args.size)
+    if args.replay:
+        return replay(program, name, args.target, args.db)
+    log, stop = _logger(not args.json and sys.stderr.isatty())
+    try:
+        report = tune_program(program, args.target, args.db, name=name, trials=args.trials, rpc=args.rpc,
+                              seed=args.seed, backends=args.backends.split(",") if args.backends else None, log=log)
+    except TuningError as e:
+        stop()
+        print(f"nir tune: {e}", file=sys.stderr)
+        return 2
+    stop()
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print_report(report)
+    return 0 if report.winner is not None else 1
