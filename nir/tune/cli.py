@@ -41,7 +41,9 @@ def parse_input(text: str, dtype: str) -> tuple[str, Spec]:
 
 def _load_function(ref: str) -> Callable[..., Any]:
     mod, _, fn = ref.partition(":")
-    sys.path.insert(0, ".")
+    import os
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         return getattr(importlib.import_module(mod), fn)
     except (ImportError, AttributeError) as e:
@@ -52,7 +54,10 @@ def program_for(what: str, inputs: Sequence[str], dtype: str, size: str) -> tupl
     """The program to tune: ``MODULE:FUNCTION`` traced on ``--input`` specs, or a workload name."""
     if ":" in what:
         fn = _load_function(what)
-        parsed = dict(parse_input(i, dtype) for i in inputs)
+        try:
+            parsed = dict(parse_input(i, dtype) for i in inputs)
+        except argparse.ArgumentTypeError as e:
+            raise SystemExit(f"nir tune: {e}") from None
         params = [p for p in inspect.signature(fn).parameters]
         missing = [p for p in params if p not in parsed]
         if missing:
