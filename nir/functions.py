@@ -130,6 +130,13 @@ def _dims(t: NamedTensor, dim: Dim | Sequence[Dim] | None, op: str) -> tuple[str
     return names
 
 
+def _align_by_name(p: NamedTensor, like: NamedTensor) -> NamedTensor:
+    """``p`` laid out like ``like``, matching dims by name (size-1 dims where ``p`` lacks one). Unlike
+    `align_as` this works when ``like`` has unnamed dims (they never match ``p``'s named dims): a per-channel
+    bias or a layer_norm weight must broadcast against a batch whose batch dim the user left unnamed."""
+    return _align_ir(p, [(n, p.type.size(n) if n in p.type.names else 1) for n in like.type.names])
+
+
 def _keep(t: NamedTensor, reduced: NamedTensor, dims: Sequence[str]) -> NamedTensor:
     """Put size-1 dims back where ``dims`` were (keepdim=True)."""
     return _align_ir(reduced, [(n, 1 if n in dims else s) for n, s in t.type.dims])
@@ -511,7 +518,7 @@ def layer_norm(x: NamedTensor, over: str | Sequence[str], weight: NamedTensor | 
         if extra:
             raise NamedShapeError(f"layer_norm: {role} {p.type.pretty()} has dims {extra} that are not normalized "
                                   f"over {list(over)}; name the {role}'s dims after the normalized dims")
-        p = _cast(p, y.dtype).align_as(y)
+        p = _align_by_name(_cast(p, y.dtype), y)
         y = bind("mul" if role == "weight" else "add", [y, p])
     return y
 
@@ -566,7 +573,7 @@ def conv2d(x: NamedTensor, weight: NamedTensor, bias: NamedTensor | None = None,
     if bias is not None:
         if bias.names != (out_channels,):
             raise NamedShapeError(f"{op}: bias {bias.type.pretty()} must have the single dim {out_channels!r}")
-        y = bind("add", [y, _cast(bias, y.dtype).align_as(y)])
+        y = bind("add", [y, _align_by_name(_cast(bias, y.dtype), y)])
     return y
 
 
