@@ -1,0 +1,30 @@
+"""The benchmark workloads, by name: ``WORKLOADS["attention"].make_inputs("small", seed=0)``.
+
+Families: ``seed`` (per-channel normalize, NCHW and NHWC), ``cnn`` (LeNet-5, a 3x3 conv layer), ``mlp``,
+``transformer`` (an attention block), ``normalization`` (layer norm, softmax) and ``rnn``.
+"""
+
+from __future__ import annotations
+
+from . import attention, conv, lenet, mlp, norm, rnn, seed
+from .base import SIZES, Workload
+
+__all__ = ["WORKLOADS", "FAMILIES", "SIZES", "Workload", "select"]
+
+WORKLOADS: dict[str, Workload] = {w.name: w for mod in (seed, lenet, conv, mlp, attention, norm, rnn)
+                                  for w in mod.WORKLOADS}
+FAMILIES: tuple[str, ...] = tuple(dict.fromkeys(w.family for w in WORKLOADS.values()))
+
+
+def select(names: str | None) -> list[Workload]:
+    """Workloads named in a comma-separated list of workload or family names (all for None or "all")."""
+    if names in (None, "", "all"):
+        return list(WORKLOADS.values())
+    chosen: dict[str, Workload] = {}
+    for item in (n.strip() for n in names.split(",") if n.strip()):
+        matches = [w for w in WORKLOADS.values() if item in (w.name, w.family)]
+        if not matches:
+            raise ValueError(f"unknown workload or family {item!r}; workloads: {', '.join(WORKLOADS)}; "
+                             f"families: {', '.join(FAMILIES)}")
+        chosen.update((w.name, w) for w in matches)
+    return list(chosen.values())

@@ -1,0 +1,47 @@
+"""The workload registry: every workload has both sizes, deterministic inputs and a traceable program."""
+
+import numpy as np
+import pytest
+
+import nir
+from nir.bench.workloads import FAMILIES, SIZES, WORKLOADS, select
+
+
+@pytest.mark.parametrize("name", WORKLOADS)
+def test_inputs_are_deterministic_per_seed(name):
+    w = WORKLOADS[name]
+    a, b, c = w.make_inputs("small", 0), w.make_inputs("small", 0), w.make_inputs("small", 1)
+    assert all(np.array_equal(x.numpy(), y.numpy()) for x, y in zip(a, b))
+    assert any(not np.array_equal(x.numpy(), y.numpy()) for x, y in zip(a, c))
+
+
+@pytest.mark.parametrize("name", WORKLOADS)
+def test_both_sizes_trace_with_every_input_named(name):
+    w = WORKLOADS[name]
+    for size in SIZES:
+        inputs = w.make_inputs(size, 0)
+        assert all(None not in x.names for x in inputs)
+        program = nir.trace(w.fn, *inputs).program
+        assert len(program.outputs) == 1
+
+
+def test_registry_has_the_issue_workloads():
+    assert {"normalize_nchw", "normalize_nhwc", "lenet5", "mlp", "attention", "conv3x3", "layer_norm", "softmax",
+            "rnn"} <= set(WORKLOADS)
+    assert all(set(w.peers) == {"numpy", "torch", "jax"} for w in WORKLOADS.values())
+
+
+def test_select_takes_names_and_families():
+    assert [w.name for w in select("mlp,cnn")] == ["mlp", "lenet5", "conv3x3"]
+    assert len(select(None)) == len(WORKLOADS)
+    assert set(FAMILIES) == {w.family for w in WORKLOADS.values()}
+
+
+def test_select_names_the_choices_for_an_unknown_workload():
+    with pytest.raises(ValueError, match="unknown workload or family 'resnet'.*attention"):
+        select("resnet")
+
+
+def test_unknown_size_is_refused():
+    with pytest.raises(ValueError, match="unknown size 'huge'; sizes are small, full"):
+        WORKLOADS["mlp"].make_inputs("huge", 0)
