@@ -1,0 +1,67 @@
+"""Every peer and every nir backend computes what nir's reference backend computes, for every workload
+at the small size, within the workload's tolerances (rtol/atol on float32 outputs).
+
+torch.compile is checked only with NIR_BENCH_TORCH_COMPILE=1: its cold compile takes seconds per workload.
+"""
+
+import functools
+import os
+
+import numpy as np
+import pytest
+
+import nir
+from nir.bench.variants import Variant, build, to_numpy
+from nir.bench.workloads import WORKLOADS
+
+NIR_BACKENDS = [b for b in nir.backends.available() if b != "reference"]
+
+
+@functools.lru_cache(maxsize=None)
+def reference(name):
+    w = WORKLOADS[name]
+    inputs = w.make_inputs("small", 0)
+    return inputs, nir.compile(w.fn, backend="reference")(*inputs).numpy()
+
+
+def run_variant(variant, name):
+    inputs, want = reference(name)
+    (got,) = to_numpy(build(variant, WORKLOADS[name], inputs, threads=2).call())
+    return got, want
+
+
+def assert_agrees(name, got, want):
+    w = WORKLOADS[name]
+    assert got.shape == want.shape and got.dtype == want.dtype
+    np.testing.assert_allclose(got, want, rtol=w.rtol, atol=w.atol)
+
+
+@pytest.mark.parametrize("name", WORKLOADS)
+def test_numpy_peer_agrees_with_reference(name):
+    assert_agrees(name, *run_variant(Variant("numpy", "peer"), name))
+
+
+@pytest.mark.parametrize("name", WORKLOADS)
+def test_torch_peer_agrees_with_reference(name):
+    pytest.importorskip("torch")
+    assert_agrees(name, *run_variant(Variant("torch", "peer"), name))
+
+
+@pytest.mark.parametrize("name", WORKLOADS)
+def test_jax_peer_agrees_with_reference(name):
+    pytest.importorskip("jax")
+    assert_agrees(name, *run_variant(Variant("jax", "peer"), name))
+
+
+@pytest.mark.skipif(os.environ.get("NIR_BENCH_TORCH_COMPILE") != "1",
+                    reason="torch.compile's cold compile is slow; set NIR_BENCH_TORCH_COMPILE=1 to check it")
+@pytest.mark.parametrize("name", WORKLOADS)
+def test_torch_compile_peer_agrees_with_reference(name):
+    pytest.importorskip("torch")
+    assert_agrees(name, *run_variant(Variant("torch.compile", "peer"), name))
+
+
+@pytest.mark.parametrize("backend", NIR_BACKENDS)
+@pytest.mark.parametrize("name", WORKLOADS)
+def test_nir_backend_agrees_with_reference(name, backend):
+    assert_agrees(name, *run_variant(Variant(f"nir-{backend}", "nir", backend), name))
