@@ -6,13 +6,16 @@
 Four workloads (an MLP, a conv layer, attention-like contraction + softmax, a normalize) are built
 with `nir.ir.Builder`, compiled by the xla backend for ``llvm``, and timed in the same process against
 hand-written JAX, interleaved round by round; the table shows medians and the ratio nir / hand
-(1.0 means the lowering costs nothing). Then the per-call overhead on a tiny input (``x + 1`` on 4
+(1.0 means the lowering costs nothing), the largest difference between their results, and whether the
+two optimized HLO modules have the same entry computation (opcodes), which holds even when a busy
+machine makes the timings noisy. Then the per-call overhead on a tiny input (``x + 1`` on 4
 floats) against bare ``jax.jit``. Inputs are jax arrays already on the device in both cases.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import time
 from dataclasses import dataclass
@@ -133,8 +136,14 @@ def interleaved(fns: dict[str, Callable[..., Any]], args: Sequence[Any], rounds:
     return times
 
 
-def compare(w: Workload, rounds: int) -> tuple[float, float, float]:
-    """(nir median s, hand median s, max abs difference) for one workload."""
+def entry_ops(optimized_hlo: str) -> list[str]:
+    """The sorted opcodes of an optimized HLO module's entry computation (fusions, parameters, ...)."""
+    entry = optimized_hlo[optimized_hlo.index("ENTRY"):]
+    return sorted(re.findall(r"= \S+ ([\w-]+)\(", entry))
+
+
+def compare(w: Workload, rounds: int) -> tuple[float, float, float, bool]:
+    """(nir median s, hand median s, max abs difference, same entry opcodes) for one workload."""
     inputs = [jax.device_put(a) for a in random_inputs(w.program, seed=1)]
     nir_exe = xla.build(w.program, "llvm")
     hand = jax.jit(w.hand).lower(*inputs).compile()
@@ -142,7 +151,8 @@ def compare(w: Workload, rounds: int) -> tuple[float, float, float]:
     once = _time(hand, inputs, 1)
     calls = max(1, min(200, int(0.05 / max(once, 1e-6))))  # about 50 ms per round each
     t = interleaved({"nir": nir_exe, "hand": hand}, inputs, rounds, calls)
-    return statistics.median(t["nir"]), statistics.median(t["hand"]), diff
+    same = entry_ops(nir_exe.backend_ir("optimized_hlo")) == entry_ops(hand.as_text())
+    return statistics.median(t["nir"]), statistics.median(t["hand"]), diff, same
 
 
 def overhead(rounds: int, calls: int = 10_000) -> dict[str, tuple[float, float]]:
@@ -173,11 +183,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = ap.parse_args(argv)
     rounds = 5 if args.quick else 15
     print(f"jax {jax.__version__}, devices {jax.devices()}, {rounds} interleaved rounds, medians")
-    print(f"{'workload':<10} {'nir->xla ms':>12} {'hand jax ms':>12} {'ratio':>7} {'max |diff|':>11}")
+    print(f"{'workload':<10} {'nir->xla ms':>12} {'hand jax ms':>12} {'ratio':>7} {'max |diff|':>11} "
+          f"{'same HLO ops':>13}")
     for make in WORKLOADS:
         w = make()
-        t_nir, t_hand, diff = compare(w, rounds)
-        print(f"{w.name:<10} {t_nir * 1e3:>12.3f} {t_hand * 1e3:>12.3f} {t_nir / t_hand:>7.3f} {diff:>11.2e}")
+        t_nir, t_hand, diff, same = compare(w, rounds)
+        print(f"{w.name:<10} {t_nir * 1e3:>12.3f} {t_hand * 1e3:>12.3f} {t_nir / t_hand:>7.3f} {diff:>11.2e} "
+              f"{'yes' if same else 'no':>13}")
     print("\nper-call overhead, x + 1 on 4 floats (us per call, median / min over rounds of 10,000 calls)")
     for name, (med, low) in overhead(rounds).items():
         print(f"  {name:<42} {med:>7.2f} / {low:.2f}")
