@@ -36,6 +36,7 @@ import math
 import operator
 import os
 import re
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
@@ -182,11 +183,13 @@ def _named_as(p: NamedTensor | None, names: Sequence[str]) -> NamedTensor | None
     return None if p is None else _rename_ir(p, dict(zip(p.type.names, names)))
 
 
-def _matmul(a: NamedTensor, b: NamedTensor) -> NamedTensor:
-    """`nir.matmul`, except that b's column dim loses a layer-derived name that a's row or batch dims
-    already use (a layer applied twice); a user-given name stays, and nir reports the clash."""
+def _matmul(a: NamedTensor, b: NamedTensor, *, weight: bool = False) -> NamedTensor:
+    """`nir.matmul`, except that b's column dim loses its name when a's row or batch dims already use it:
+    in ``a @ a.transpose(1, 2)`` over ``a{N, L, C}`` the result's second L is a new dim. When b is a
+    layer's weight (``weight=True``) a name the user gave it (``param_names=``) stays, and nir reports the
+    clash: the user named two different dims alike."""
     col = b.names[-1] if a.ndim >= 2 and b.ndim >= 2 else None
-    if col is not None and col in a.names[:-1] and col not in _STATE.get().asserted:
+    if col is not None and col in a.names[:-1] and not (weight and col in _STATE.get().asserted):
         b = _rename_at(b, -1, None)
     return nf.matmul(a, b)
 
@@ -394,10 +397,34 @@ def _std(x: NamedTensor, dim: Any = None, *, correction: float | None = None, ke
     return nf.std(x, _positions(x, dim), correction=1 if correction is None else int(correction), keepdim=keepdim)
 
 
+@converts("reduction", "aten.var.dim")
+def _var_dim(x: NamedTensor, dim: Any = None, unbiased: bool = True, keepdim: bool = False) -> NamedTensor:
+    """`nir.var` (Bessel's correction when ``unbiased``)."""
+    return nf.var(x, _positions(x, dim), correction=int(unbiased), keepdim=keepdim)
+
+
+@converts("reduction", "aten.std.dim")
+def _std_dim(x: NamedTensor, dim: Any = None, unbiased: bool = True, keepdim: bool = False) -> NamedTensor:
+    """`nir.std` (Bessel's correction when ``unbiased``)."""
+    return nf.std(x, _positions(x, dim), correction=int(unbiased), keepdim=keepdim)
+
+
 @converts("reduction", "aten.logsumexp.default")
 def _logsumexp(x: NamedTensor, dim: Any, keepdim: bool = False) -> NamedTensor:
     """`nir.logsumexp`."""
     return nf.logsumexp(x, _positions(x, dim), keepdim)
+
+
+@converts("reduction", "aten.any.default", "aten.any.dim", "aten.any.dims")
+def _any(x: NamedTensor, dim: Any = None, keepdim: bool = False) -> NamedTensor:
+    """``sum(x != 0) > 0`` over the dims at the given positions."""
+    return nf.sum(nf.ne(x, 0), _positions(x, dim), keepdim) > 0
+
+
+@converts("reduction", "aten.all.default", "aten.all.dim", "aten.all.dims")
+def _all(x: NamedTensor, dim: Any = None, keepdim: bool = False) -> NamedTensor:
+    """``sum(x == 0) == 0`` over the dims at the given positions."""
+    return nf.sum(nf.eq(x, 0), _positions(x, dim), keepdim) == 0
 
 
 @converts("reduction", "aten.softmax.int", "aten._softmax.default")
@@ -423,13 +450,13 @@ def _linear(x: NamedTensor, weight: NamedTensor, bias: NamedTensor | None = None
     name = x.names[-1]
     if name is not None and name not in weight.names:
         weight = _rename_at(weight, -1, name)
-    y = _matmul(x, nf.t(weight))
+    y = _matmul(x, nf.t(weight), weight=True)
     return y if bias is None else nf.add(*_reconcile(y, bias))
 
 
 @converts("layer", "aten.matmul.default", "aten.mm.default", "aten.bmm.default")
 def _matmul_converter(a: NamedTensor, b: NamedTensor) -> NamedTensor:
-    """`nir.matmul` (contracted names are ignored; a clashing column name is dropped)."""
+    """`nir.matmul` (contracted names are ignored; a column name that the result already has is dropped)."""
     return _matmul(a, b)
 
 
@@ -964,7 +991,7 @@ _NOT_CONVERTED = _NotConverted()
 # (op, argument index) -> the roles of a parameter's dims when that op is its first use
 _ROLES: dict[tuple[str, int], tuple[str, ...]] = {
     ("aten.linear.default", 1): ("out", "in"), ("aten.linear.default", 2): ("out",),
-    ("aten.embedding.default", 0): ("vocab", "dim"),
+    ("aten.embedding.default", 0): ("vocab", "dim"), ("aten.addmm.default", 0): ("out",),
 }
 for _op in ("aten.conv2d.default", "aten.conv2d.padding", "aten.convolution.default"):
     _ROLES[(_op, 1)], _ROLES[(_op, 2)] = ("out", "in", "kh", "kw"), ("out",)
@@ -994,8 +1021,22 @@ def default_param_names(target: str, shape: Sequence[int], uses: Sequence[tuple[
     return tuple(f"{_layer_prefix(target)}.d{i}" for i in range(len(shape)))
 
 
+_TRANSPOSES = ("aten.t.default", "aten.permute.default", "aten.transpose.int")
+_MATMUL_RHS = {("aten.addmm.default", 2), ("aten.mm.default", 1), ("aten.matmul.default", 1)}
+
+
 def _uses(node: Node) -> list[tuple[str, int]]:
-    return [(op_key(u.target), i) for u in node.users for i, a in enumerate(u.args) if a is node]
+    """(op, argument index) of each use of ``node``. A 2-d weight transposed into the right operand of a
+    matrix product (Linear as torch's decompositions write it: ``addmm(b, x, w.t())``) counts as Linear's."""
+    uses = []
+    for u in node.users:
+        op = op_key(u.target)
+        for i, a in enumerate(u.args):
+            if a is node:
+                if op in _TRANSPOSES and any(use in _MATMUL_RHS for use in _uses(u)):
+                    op, i = "aten.linear.default", 1
+                uses.append((op, i))
+    return uses
 
 
 def _constants(ep: ExportedProgram, param_names: Mapping[str, Names]) -> tuple[dict[str, NamedTensor],
@@ -1216,7 +1257,9 @@ def _decompose_unconvertible(ep: ExportedProgram) -> ExportedProgram:
         chosen = {op: table[op] for op in missing if isinstance(op, torch._ops.OpOverload) and op in table}
         if not chosen:
             break
-        ep = ep.run_decompositions(chosen)
+        with warnings.catch_warnings():  # torch's own pytree deprecation noise, nothing a user can act on
+            warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
+            ep = ep.run_decompositions(chosen)
     return ep
 
 

@@ -102,6 +102,29 @@ class Embed(nn.Module):
         return self.out(pooled)
 
 
+class OpMix(nn.Module):
+    """The rest of the common ops: permute/transpose, sub/div/mul/pow, mean/std/var/sum, masks, causal
+    attention, select/slice/split/stack/cat, expand, clamp, where."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = nn.Linear(6, 6)
+
+    def forward(self, x):                                               # x: (N, C, L) = (2, 6, 8)
+        a = x.permute(0, 2, 1)                                          # (N, L, C)
+        a = (a - a.mean(-1, keepdim=True)) / (a.std(-1, keepdim=True) + 1e-3)
+        a = a * torch.sigmoid(self.gate(a)) + F.silu(a) - F.leaky_relu(a, 0.1)
+        scores = torch.matmul(a, a.transpose(1, 2)) / 8                  # (N, L, L)
+        mask = torch.triu(torch.ones(8, 8, dtype=torch.bool), diagonal=1)
+        p = F.log_softmax(scores.masked_fill(mask, -1e4), dim=-1).exp()
+        att = F.scaled_dot_product_attention(a.unsqueeze(1), a.unsqueeze(1), a.unsqueeze(1), is_causal=True)
+        h = p @ a + att.squeeze(1)                                       # (N, L, C)
+        lo, hi = h.split([2, 4], dim=-1)
+        picked = torch.stack([hi[:, ::2, 0], hi[:, 1::2, 1]], dim=1)     # (N, 2, L/2)
+        out = torch.cat([lo.sum(1), picked.flatten(1), h.var(1).clamp(max=2.0)], dim=-1)
+        return torch.where(out > 0, out, out ** 2) + x[:, :1, 0].expand(2, 16)
+
+
 def _randomize_bn(model: nn.Module) -> nn.Module:
     """Non-trivial running statistics, so eval-mode batchnorm is tested for real."""
     gen = torch.Generator().manual_seed(1)
@@ -123,6 +146,7 @@ CASES = {
     "conv_bn_pool": (ConvBnPool, lambda: (torch.randn(2, 3, 10, 10),), {"x": ("N", "C", "H", "W")},
                      ("N", "head.out")),
     "embedding": (Embed, lambda: (torch.randint(0, 50, (2, 6)),), {"tokens": ("B", "S")}, ("B", "out.out")),
+    "op_mix": (OpMix, lambda: (torch.randn(2, 6, 8),), {"x": ("N", "C", "L")}, ("N", "C")),
 }
 
 
@@ -270,6 +294,24 @@ def test_dynamic_batch_function_serves_other_batch_sizes() -> None:
         x = torch.randn(n, 16)
         np.testing.assert_allclose(f(nir.tensor(x.numpy(), names=("N", "C"))).numpy(), model(x).detach().numpy(),
                                    rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning")  # inside torch's run_decompositions
+@pytest.mark.parametrize("case", ["transformer_block", "lenet5", "conv_bn_pool"])
+def test_core_aten_graphs_convert_too(case: str) -> None:
+    # torch's decompositions write Linear as addmm(b, view(x), w.t()) and attention as bmm over merged dims;
+    # an ExportedProgram given as it is converts all the same, and the names the user gave survive.
+    make, inputs, names, out_names = CASES[case]
+    torch.manual_seed(0)
+    model = _randomize_bn(make()).eval()
+    args = inputs()
+    with torch.no_grad():
+        ep = torch.export.export(model, args).run_decompositions()
+    t = nir.from_torch(ep, args, names=names)
+    assert t.param_names["fc1.weight" if case != "conv_bn_pool" else "head.weight"][0].endswith(".out")
+    y = nir.compile(t, backend="reference")(*_torch_inputs(args, names.values()))
+    np.testing.assert_allclose(y.numpy(), model(*args).detach().numpy(), rtol=1e-4, atol=1e-4)
+    assert y.names[0] == out_names[0]
 
 
 def test_model_training_flag_is_restored() -> None:
