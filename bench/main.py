@@ -162,6 +162,19 @@ def run_workload(workload: Workload, variants: list[Variant], plan: Plan, notes:
     return w
 
 
+def warm_start(variants: list[Variant], plan: Plan, progress: "Progress") -> None:
+    """Build and run every variant once on a tiny program, untimed, so that one-time costs (imports,
+    runtime start-up, compiler caches) are not charged to the first workload's compile time."""
+    tiny = WORKLOADS["softmax"]
+    inputs = tiny.make_inputs("small", plan.seed)
+    for v in variants:
+        progress.step(f"starting {v.name}")
+        try:
+            build(v, tiny, inputs, plan.threads, intermediates=False).call()
+        except Exception:  # noqa: BLE001 - the real build reports the failure
+            pass
+
+
 def measure_memories(result: BenchResult, plan: Plan, progress: "Progress") -> None:
     """Fill in each measured variant's baseline and peak RSS, each from a process of its own."""
     for w in result.workloads:
@@ -186,6 +199,8 @@ class Progress:
         self._bar = RichProgress(TextColumn("{task.description:<42}"), BarColumn(), MofNCompleteColumn(),
                                  TimeElapsedColumn(), console=console)
         self._task = self._bar.add_task("starting", total=total)
+        self._plain = None if console.is_terminal else console  # no live bar: print each new step instead
+        self._last = ""
 
     def __enter__(self) -> "Progress":
         self._bar.__enter__()
@@ -197,6 +212,9 @@ class Progress:
     def step(self, description: str, advance: int = 1) -> None:
         """Show ``description`` and count ``advance`` steps done."""
         self._bar.update(self._task, description=description, advance=advance)
+        if self._plain is not None and description != self._last:
+            self._plain.print(description, highlight=False)
+        self._last = description
 
 
 def plan_of(args: argparse.Namespace) -> Plan:
@@ -229,9 +247,10 @@ def run(args: argparse.Namespace) -> BenchResult:
                          {**asdict(plan), "quick": args.quick, "tuning": args.tuning,
                           "variants": [v.to_json() for v in variants], "argv": getattr(args, "argv", None)},
                          notes)
-    total = len(workloads) * (len(variants) + plan.rounds)
+    total = len(variants) + len(workloads) * (len(variants) + plan.rounds)
     total += len(workloads) * len(variants) if plan.memory == "process" else 0
     with Progress(total, Console(stderr=True)) as progress:
+        warm_start(variants, plan, progress)
         for workload in workloads:
             result.workloads.append(run_workload(workload, variants, plan, notes, progress))
         if plan.memory == "process":

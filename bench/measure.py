@@ -7,8 +7,8 @@ drift (thermal, other load) hits every variant alike. A sample's value is its ti
 garbage collector is off while sampling.
 
 Memory: `measure_memory` runs one variant in a fresh process (`python -m nir.bench.memory`) and reads
-its peak resident set (``ru_maxrss``) after the imports and inputs (the baseline) and after building
-and running it (the peak).
+its peak resident set after the imports and inputs (the baseline) and after building and running it
+(the peak).
 """
 
 from __future__ import annotations

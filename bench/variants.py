@@ -7,9 +7,12 @@ took. Frameworks are imported only here, and only when a variant that needs them
 Threads: `set_threads(n)` gives every library the same thread count. It must run before torch, jax or
 TVM start their thread pools: ``OMP_NUM_THREADS``/``MKL_NUM_THREADS``/``OPENBLAS_NUM_THREADS`` (read at
 import), ``TVM_NUM_THREADS`` (read when TVM's pool starts), ``torch.set_num_threads`` (at each torch
-build). XLA:CPU has no thread-count flag; it sizes its pool from the CPUs the process may run on, so
-for fewer threads than cores the process is pinned to the first ``n`` CPUs (`os.sched_setaffinity`),
-which binds every library alike.
+build). XLA:CPU has no thread-count flag (``--xla_cpu_multi_thread_eigen=false`` does not limit it); it
+sizes its pool from the CPUs the process may run on, which JAX's maintainers name as the way to limit
+it (jax-ml/jax#1539). So for fewer threads than CPUs the process is pinned to the first ``n`` CPUs
+(`os.sched_setaffinity`), which binds every library alike. numpy's OpenBLAS reads its thread count
+when numpy is imported, which `nir` does before `nir bench` starts: for an exact count below the number
+of CPUs, also set ``OPENBLAS_NUM_THREADS`` in the environment.
 """
 
 from __future__ import annotations

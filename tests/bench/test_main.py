@@ -3,9 +3,11 @@
 import importlib.util
 import json
 
+import numpy as np
 import pytest
 
 from nir.bench.main import main
+from nir.bench.measure import measure_memory
 from nir.bench.workloads import FAMILIES, WORKLOADS
 
 # one small workload per family
@@ -45,6 +47,12 @@ def test_memory_of_each_variant_is_measured_in_its_own_process(tmp_path):
                  "--memory", "process", "--rounds", "2", "--json", str(out)]) == 0
     for v in json.loads(out.read_text())["workloads"][0]["variants"]:
         assert v["peak_rss"] >= v["baseline_rss"] > 0, v
+
+
+def test_memory_child_does_not_report_the_parent_peak():
+    ballast = np.ones(50_000_000)  # 400 MB resident in this process
+    m = measure_memory("softmax", {"name": "numpy", "kind": "peer"}, "small", 0, 1)
+    assert 0 < m.baseline_rss <= m.peak_rss < ballast.nbytes
 
 
 def test_nir_variants_report_ir_intermediates(tmp_path):
