@@ -277,12 +277,12 @@ def _leaky_relu(x: NamedTensor, negative_slope: float = 0.01) -> NamedTensor:
     return nf.where(x > 0, x, x * negative_slope)
 
 
-def _binary_converter(fn: Callable[[Any, Any], NamedTensor], alpha: bool) -> Callable[..., NamedTensor]:
+def _binary_converter(fn: Callable[[Any, Any], NamedTensor], has_alpha: bool) -> Callable[..., NamedTensor]:
     def convert(a: Any, b: Any, *, alpha: float = 1) -> NamedTensor:
         if alpha != 1:
             b = b * alpha
         return fn(*_reconcile(a, b))
-    convert.__doc__ = f"`nir.{fn.__name__}`" + (" (``alpha=`` scales the second operand)." if alpha else ".")
+    convert.__doc__ = f"`nir.{fn.__name__}`" + (" (``alpha=`` scales the second operand)." if has_alpha else ".")
     return convert
 
 
@@ -1054,8 +1054,8 @@ def _constants(ep: ExportedProgram, param_names: Mapping[str, Names]) -> tuple[d
     chosen: dict[str, tuple[str, ...]] = {}
     for s in specs:
         value = ep.state_dict[s.target] if s.target in ep.state_dict else ep.constants[s.target]
-        data = value.detach().cpu().numpy() if value.dtype != torch.bfloat16 else \
-            value.detach().float().cpu().numpy()
+        # a copy: the program holds the weights as they are now, whatever later training does to the model
+        data = (value.detach().float() if value.dtype == torch.bfloat16 else value.detach()).cpu().numpy().copy()
         names = param_names.get(s.target)
         if names is None:
             names = default_param_names(s.target, data.shape, _uses(nodes[s.arg.name]))
@@ -1073,19 +1073,21 @@ def _constants(ep: ExportedProgram, param_names: Mapping[str, Names]) -> tuple[d
 # ------------------------------------------------------------------------------------------------
 
 _TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
+_THIS_FILE = os.path.abspath(__file__)
 _FRAME = re.compile(r'File "([^"]+)", line (\d+), in [^\n]*\n\s*([^\n]*)')
 
 
-def _where(node: Node) -> str:
+def _origin(node: Node) -> str:
     """Where ``node`` came from in the user's model: ``in fc2 (Linear), model.py:12 `return self.fc2(h)```."""
     stack = [v for k, v in (node.meta.get("nn_module_stack") or {}).items() if not str(k).startswith("_empty")]
     if stack:
         path, cls = stack[-1]
         cls = (cls if isinstance(cls, str) else getattr(cls, "__qualname__", str(cls))).rsplit(".", 1)[-1]
         where = f"in {path} ({cls})" if path else f"in the top-level module ({cls})"
-    else:
+    if not stack or (len(stack) == 1 and where.endswith(f"({_Function.__name__})")):
         where = "in the top-level function"
-    frames = [f for f in _FRAME.findall(node.meta.get("stack_trace") or "") if not f[0].startswith(_TORCH_DIR)]
+    frames = [f for f in _FRAME.findall(node.meta.get("stack_trace") or "")
+              if not f[0].startswith(_TORCH_DIR) and os.path.abspath(f[0]) != _THIS_FILE]
     if frames:
         file, line, code = frames[-1]
         where += f", {os.path.basename(file)}:{line} `{code.strip()}`"
@@ -1114,12 +1116,13 @@ def _convert_node(node: Node, env: Mapping[Node, Any]) -> Any:
     try:
         out = CONVERTERS[op](*args, **kwargs)
     except _Unsupported as e:
-        raise UnsupportedOpError(f"{op} {_where(node)}: {e}. Rewrite that part of the model, or add to the "
+        raise UnsupportedOpError(f"{op} {_origin(node)}: {e}. Rewrite that part of the model, or add to the "
                                  "converter in nir.frontends.torch.CONVERTERS") from None
     except NamedShapeError as e:
-        raise TorchNameError(f"{_where(node)}, converting {op}: {e}") from e
+        raise TorchNameError(f"{_origin(node)}, converting {op}: {e}. (The names come from from_torch's names= "
+                             "and param_names=, and from the layers, e.g. fc1.out.)") from e
     except (TypeError, ValueError, IndexError) as e:
-        e.add_note(f"while converting {op} {_where(node)}")
+        e.add_note(f"while converting {op} {_origin(node)}")
         raise
     return _check_like_torch(op, out, node.meta.get("val"))
 
@@ -1272,7 +1275,7 @@ def _check_supported(ep: ExportedProgram) -> None:
         op, nodes = next(iter(missing.items()))
         others = [o for o in missing if o != op]
         raise UnsupportedOpError(
-            f"{op} has no nir converter (used {_where(nodes[0])}). nir converts the ATen ops listed in "
+            f"{op} has no nir converter (used {_origin(nodes[0])}). nir converts the ATen ops listed in "
             "docs/torch_ops.md (nir.frontends.torch.supported_ops_markdown()); rewrite that part of the model with "
             "supported ops, or add a converter to nir.frontends.torch.CONVERTERS"
             + (f". Other ops without a converter in this model: {', '.join(others)}" if others else ""))
@@ -1315,13 +1318,14 @@ def from_torch(module_or_fn: Any, example_inputs: Any = None, names: Mapping[str
         if dynamic_batch:
             batch = torch.export.Dim("batch")
             dynamic = tuple({0: batch} if isinstance(a, torch.Tensor) and a.dim() else None for a in args)
-        was_training = module.training
+        training = {m: m.training for m in module.modules()}
         module.eval()
         try:
             with torch.no_grad():
                 ep = torch.export.export(module, args, dynamic_shapes=dynamic)
         finally:
-            module.train(was_training)
+            for m, flag in training.items():  # each submodule as it was (a frozen batchnorm stays in eval)
+                m.training = flag
     ep = _decompose_unconvertible(ep)
     _check_supported(ep)
 
