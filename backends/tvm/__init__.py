@@ -1,0 +1,37 @@
+"""The TVM backend: nir Program -> one Relax function -> `tvm.compile` for llvm (with default CPU
+schedules, no tuning needed) or cuda (dlight) -> a `TVMExecutable`.
+
+Importing this package imports tvm. It also sets ``TVM_NUM_THREADS`` to the number of cores this
+process may use, unless the user set it, so that TVM's thread pool (started on first use) uses them all.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+from nir.target import Target
+
+if "TVM_NUM_THREADS" not in os.environ:
+    try:
+        os.environ["TVM_NUM_THREADS"] = str(len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        os.environ["TVM_NUM_THREADS"] = str(os.cpu_count() or 1)
+
+from .build import TVMExecutable, build, load, tvm_target, unsupported  # noqa: E402
+from .lower import LOWERINGS, lower_program  # noqa: E402
+
+NAME = "tvm"
+
+__all__ = ["NAME", "available", "serves", "build", "load", "LOWERINGS", "TVMExecutable", "lower_program",
+           "tvm_target", "unsupported"]
+
+
+def available() -> bool:
+    """Whether TVM and its FFI can be imported."""
+    return all(importlib.util.find_spec(p) is not None for p in ("tvm", "tvm_ffi"))
+
+
+def serves(target: Target) -> bool:
+    """The tvm backend compiles for llvm (CPU) and cuda targets."""
+    return target.kind in ("llvm", "cuda")

@@ -1,0 +1,351 @@
+"""Build nir programs with TVM (llvm and cuda), run them, export and load them.
+
+    exe = build(program, parse_target("llvm"))       # -> TVMExecutable
+    outs = exe(x, w)                                 # numpy / torch / jax arrays in, numpy arrays out
+    exe.export("artifact/")                          # model.so (+ .cu/.ptx for cuda) + manifest.json
+    load(pathlib.Path("artifact/"), manifest)(x, w)  # TVM runtime only, no lowering
+
+CPU: the Relax module is legalized and fused (`relax.get_pipeline("zero")`), then every PrimFunc gets a
+default schedule (`schedule.py`) unless a MetaSchedule database (``tuning_db=``) already scheduled it.
+CUDA: TVM's default GPU pipeline, which schedules with dlight.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pathlib
+import warnings
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import tvm
+from tvm import relax
+
+from nir.artifact import write_manifest
+from nir.backends import BackendError
+from nir.ir import Program, verify
+from nir.target import Target, parse_target
+from nir.types import TensorType, canonical_dtype, numpy_dtype
+
+from .lower import LOWERINGS, lower_program
+from .schedule import schedule_module
+
+__all__ = ["TVMExecutable", "build", "load", "tvm_target", "unsupported", "Signature", "DEFAULT_CUDA_ARCH"]
+
+NAME = "tvm"
+LIBRARY = "model.so"
+CUDA_SOURCE = "model.cu"
+PTX = "model.ptx"
+ALIGNMENT = 64  # bytes; TVM's kernels may assume it (vectorized loads)
+DEFAULT_CUDA_ARCH = "sm_80"  # when no -arch= is given and no GPU is present to ask
+
+
+def unsupported() -> dict[str, str]:
+    """``{primitive: reason}`` from the checked-in ``unsupported.txt`` (lines ``prim: reason``)."""
+    text = (pathlib.Path(__file__).with_name("unsupported.txt")).read_text()
+    out = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            prim, _, reason = line.partition(":")
+            out[prim.strip()] = reason.strip()
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# targets
+# ---------------------------------------------------------------------------------------------
+
+def _host() -> dict[str, Any]:
+    """The host CPU as TVM sees it (LLVM's name for this CPU; "-mcpu=native" would fall back to generic)."""
+    host = dict(tvm.target.Target.from_device(tvm.cpu()).export())
+    return {k: host[k] for k in ("kind", "mtriple", "mcpu") if k in host}
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def tvm_target(target: Target) -> tvm.target.Target:
+    """The TVM target for a nir target (TVM 0.27 takes dicts, not flag strings).
+
+    llvm: the host CPU unless ``-mcpu=`` names another, ``-num-cores=`` (default: the cores this
+    process may use), other ``-key=value`` options passed through. cuda: ``-arch=`` (default: the
+    GPU's own, else sm_80) with the host CPU as host.
+    """
+    opts = dict(target.options)
+    try:
+        if target.kind == "llvm":
+            spec: dict[str, Any] = _host()
+            mcpu = opts.pop("mcpu", None)
+            if mcpu and mcpu != "native":
+                spec["mcpu"] = mcpu
+            spec["num-cores"] = int(opts.pop("num-cores", _cores()))
+            spec.update(opts)
+            return tvm.target.Target(spec)
+        if target.kind == "cuda":
+            arch = opts.pop("arch", None)
+            if arch is None:
+                dev = tvm.cuda()
+                arch = "sm_" + dev.compute_version.replace(".", "") if dev.exist else DEFAULT_CUDA_ARCH
+            return tvm.target.Target({"kind": "cuda", "arch": arch, **opts}, host=_host())
+    except (ValueError, TypeError, tvm.error.TVMError) as e:
+        raise BackendError(f"the tvm backend cannot use target {str(target)!r}: {e}. "
+                           "Known options: llvm -mcpu=<cpu> -num-cores=<n>; cuda -arch=sm_XX") from None
+    raise BackendError(f"the tvm backend serves llvm and cuda targets, not {target.kind!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# calling convention
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Signature:
+    """Names, shape and dtype of one input or output, in logical order."""
+
+    names: tuple[str, ...]
+    shape: tuple[int, ...]
+    dtype: str
+
+    @staticmethod
+    def of(t: TensorType) -> "Signature":
+        return Signature(t.names, t.shape, t.dtype)
+
+    @staticmethod
+    def from_manifest(d: dict[str, Any]) -> "Signature":
+        return Signature(tuple(d["names"]), tuple(d["shape"]), d["dtype"])
+
+    def pretty(self) -> str:
+        return self.dtype + TensorType(tuple(zip(self.names, self.shape)), self.dtype).pretty()
+
+
+def _aligned_contiguous(a: np.ndarray) -> bool:
+    return a.flags.c_contiguous and a.ctypes.data % ALIGNMENT == 0
+
+
+def _to_tvm(x: Any, sig: Signature, index: int, device: tvm.runtime.Device) -> tvm.runtime.Tensor:
+    """One input as a TVM tensor on ``device``: zero-copy through DLPack where the data is C-contiguous
+    and 64-byte aligned, otherwise an aligned contiguous copy. Shapes and dtypes must match exactly."""
+    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+        x = np.asarray(x, dtype=numpy_dtype(sig.dtype))  # python scalars and lists take the program's dtype
+    shape = tuple(int(s) for s in x.shape)
+    try:
+        dtype = canonical_dtype(x.dtype)
+    except TypeError:
+        dtype = str(x.dtype)
+    if shape != sig.shape or dtype != sig.dtype:
+        raise BackendError(
+            f"input {index} should be {sig.pretty()} (shape {sig.shape}, dims in logical order "
+            f"{', '.join(sig.names) or '()'}), got shape {shape} {dtype}. Pass arrays in each input's logical order"
+            + (f" and cast with .astype('{sig.dtype}')" if dtype != sig.dtype else ""))
+    if isinstance(x, tvm.runtime.Tensor):
+        return x if x.device == device else x.copyto(device)
+    if isinstance(x, np.ndarray):
+        if _aligned_contiguous(x) and device.dlpack_device_type() == 1 and sig.dtype != "bfloat16":
+            return tvm.runtime.from_dlpack(x)
+        return tvm.runtime.tensor(np.ascontiguousarray(x), device)  # TVM allocates aligned memory
+    try:
+        t = tvm.runtime.from_dlpack(x)  # checks 64-byte alignment and contiguity
+    except Exception:  # noqa: BLE001 - misaligned or strided: copy below
+        t = None
+    if t is None:
+        if hasattr(x, "contiguous") and hasattr(x, "clone"):  # torch: a fresh tensor is aligned
+            t = tvm.runtime.from_dlpack(x.detach().contiguous().clone())
+        else:  # jax and others convert to numpy (jax bfloat16 comes back as ml_dtypes.bfloat16)
+            return tvm.runtime.tensor(np.ascontiguousarray(np.asarray(x)), device)
+    return t if t.device == device else t.copyto(device)
+
+
+def _to_numpy(t: tvm.runtime.Tensor) -> np.ndarray:
+    """A TVM output as a numpy array: zero-copy on the CPU where numpy understands the dtype."""
+    if t.device.dlpack_device_type() == 1 and t.dtype != "bfloat16":
+        return np.from_dlpack(t)
+    return t.numpy()
+
+
+# ---------------------------------------------------------------------------------------------
+# the executable
+# ---------------------------------------------------------------------------------------------
+
+class TVMExecutable:
+    """A program compiled by TVM. Call it with arrays in each input's logical order; it returns a
+    list of numpy arrays, one per output, in each output's logical order."""
+
+    def __init__(self, library: tvm.runtime.Module, target: Target, inputs: Sequence[Signature],
+                 outputs: Sequence[Signature], *, program: Program | None = None,
+                 relax_text: str = "", tir_text: str = "", schedules: dict[str, str | None] | None = None,
+                 tvm_target_json: str = "") -> None:
+        self.library, self.target = library, target
+        self.inputs, self.outputs = tuple(inputs), tuple(outputs)
+        self.program = program
+        self.schedules = dict(schedules or {})
+        self._relax_text, self._tir_text = relax_text, tir_text
+        self._tvm_target_json = tvm_target_json
+        self._main: Any = None
+
+    @property
+    def device(self) -> tvm.runtime.Device:
+        """The device the program runs on."""
+        return tvm.cuda() if self.target.kind == "cuda" else tvm.cpu()
+
+    def _function(self) -> Any:
+        if self._main is None:
+            if self.target.kind == "cuda" and not tvm.cuda().exist:
+                raise BackendError(
+                    f"this program was built by the tvm backend for {str(self.target)!r}, but this machine has no "
+                    "CUDA device (tvm.cuda().exist is False). Run it on a machine with an NVIDIA GPU and a "
+                    "CUDA-enabled TVM, or build it for 'llvm' to run it here")
+            vm = relax.VirtualMachine(self.library, self.device)
+            self._main = vm["main"]
+        return self._main
+
+    def __call__(self, *arrays: Any) -> list[np.ndarray]:
+        """Run the program; inputs may be numpy arrays, torch tensors, jax arrays or TVM tensors."""
+        fn = self._function()
+        if len(arrays) != len(self.inputs):
+            want = ", ".join(s.pretty() for s in self.inputs)
+            raise BackendError(f"the program takes {len(self.inputs)} inputs ({want}), got {len(arrays)}")
+        dev = self.device
+        args = [_to_tvm(a, s, i, dev) for i, (a, s) in enumerate(zip(arrays, self.inputs))]
+        out = fn(*args)
+        return [_to_numpy(t) for t in out]
+
+    def backend_ir(self, kind: str | None = None) -> str:
+        """The Relax module (``kind="relax"``, the default) or the scheduled TIR module (``"tir"``)."""
+        kind = kind or "relax"
+        if kind not in ("relax", "tir"):
+            raise ValueError(f"backend_ir kind must be 'relax' or 'tir', got {kind!r}")
+        text = self._relax_text if kind == "relax" else self._tir_text
+        if not text:
+            raise BackendError(f"the {kind} text is not kept in a loaded artifact; build the program to see it")
+        return text
+
+    def export(self, path: str | os.PathLike) -> pathlib.Path:
+        """Write ``model.so`` (plus the CUDA source and PTX for cuda) and ``manifest.json`` into ``path``."""
+        if self.program is None:
+            raise BackendError("a loaded artifact cannot be exported again; copy its directory instead")
+        path = pathlib.Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.library.export_library(str(path / LIBRARY))
+        files = {"library": LIBRARY}
+        extra: dict[str, Any] = {"tvm_version": tvm.__version__, "tvm_target": self._tvm_target_json,
+                                 "schedules": self.schedules}
+        if self.target.kind == "cuda":
+            src = cuda_source(self.library)
+            (path / CUDA_SOURCE).write_text(src)
+            files["cuda_source"] = CUDA_SOURCE
+            try:
+                (path / PTX).write_bytes(ptx(src, tvm.target.Target(self._tvm_target_json)))
+                files["ptx"] = PTX
+            except Exception as e:  # noqa: BLE001 - nvcc missing or failing: the .cu is still useful
+                extra["ptx_note"] = f"PTX not written: nvcc failed ({str(e).strip().splitlines()[-1][:300]})"
+        write_manifest(path, self.program, NAME, self.target, files=files, **extra)
+        return path
+
+
+def _modules(m: tvm.runtime.Module):
+    yield m
+    for sub in m.imports:
+        yield from _modules(sub)
+
+
+def cuda_source(library: tvm.runtime.Module) -> str:
+    """The CUDA C source of a cuda-built library."""
+    for m in _modules(library.mod if hasattr(library, "mod") else library):
+        if m.kind == "cuda":
+            return m.inspect_source("cuda")
+    raise BackendError("the library holds no CUDA module (was it built for cuda?)")
+
+
+def ptx(source: str, target: tvm.target.Target) -> bytes:
+    """PTX for ``source`` via nvcc, for the target's ``arch``."""
+    from tvm.support import nvcc
+    arch = str(target.attrs["arch"])
+    with target:
+        out = nvcc.compile_cuda(source, target_format="ptx", arch=arch, compiler="nvcc")
+    return out if isinstance(out, bytes) else out.encode()
+
+
+# ---------------------------------------------------------------------------------------------
+# build and load
+# ---------------------------------------------------------------------------------------------
+
+def _open_database(tuning_db: Any) -> Any:
+    from tvm.s_tir import meta_schedule as ms
+    if isinstance(tuning_db, (str, os.PathLike)):
+        return ms.database.JSONDatabase(work_dir=str(tuning_db))
+    return tuning_db
+
+
+def _compile(mod: tvm.IRModule, target: Target, ttarget: tvm.target.Target, tuning_db: Any,
+             schedule: bool) -> tuple[Any, str, dict[str, str | None]]:
+    """Legalize, schedule and compile; returns the library, the scheduled TIR text and which rule
+    scheduled each PrimFunc (cuda: dlight, reported as "dlight")."""
+    db = _open_database(tuning_db) if tuning_db is not None else contextlib.nullcontext()
+    with ttarget, db:
+        legal = relax.get_pipeline("zero")(mod)  # legalize + fuse (+ the database's schedules)
+    if target.kind == "cuda":
+        with ttarget:
+            scheduled = tvm.transform.Sequential(relax.pipeline.legalize_passes(ttarget))(legal)  # dlight
+        return tvm.compile(scheduled, target=ttarget), scheduled.script(), {}
+    report: dict[str, str | None] = {}
+    scheduled = legal
+    if schedule:
+        scheduled, report = schedule_module(legal, ttarget)
+    try:
+        lib = tvm.compile(scheduled, target=ttarget)
+    except Exception as e:  # noqa: BLE001 - a schedule TVM cannot lower: fall back to plain loops
+        if scheduled is legal:
+            raise
+        warnings.warn(f"nir tvm backend: a default schedule failed to compile ({str(e).splitlines()[0][:200]}); "
+                      "using unscheduled loops (correct but slow)", RuntimeWarning, stacklevel=3)
+        scheduled, report = legal, {name: None for name in report}
+        lib = tvm.compile(legal, target=ttarget)
+    return lib, scheduled.script(), report
+
+
+def build(program: Program, target: Target | str, *, tuning_db: Any = None, schedule: bool = True) -> TVMExecutable:
+    """Compile ``program`` for ``target`` (llvm or cuda).
+
+    ``tuning_db``: a MetaSchedule database (or its work_dir) whose records schedule the PrimFuncs they
+    match; the default schedules take the rest. ``schedule=False`` keeps TVM's plain loops on the CPU
+    (slow; for debugging a schedule). Raises BackendError for a primitive this backend cannot lower.
+    """
+    target = parse_target(target)
+    if target.kind not in ("llvm", "cuda"):
+        raise BackendError(f"the tvm backend serves llvm and cuda targets, not {str(target)!r}")
+    verify(program)
+    missing = sorted(program.prims() - set(LOWERINGS))
+    if missing:
+        reasons = unsupported()
+        detail = "; ".join(f"{p}: {reasons.get(p, 'no lowering')}" for p in missing)
+        raise BackendError(f"the tvm backend cannot compile primitive(s) {', '.join(missing)} ({detail}). "
+                           "Use another backend for this program (e.g. backend='xla' or 'reference')")
+    ttarget = tvm_target(target)
+    mod = lower_program(program)
+    lib, tir_text, report = _compile(mod, target, ttarget, tuning_db, schedule)
+    return TVMExecutable(lib, target, [Signature.of(v.type) for v in program.inputs],
+                         [Signature.of(v.type) for v in program.outputs], program=program,
+                         relax_text=mod.script(), tir_text=tir_text, schedules=report,
+                         tvm_target_json=str(ttarget))
+
+
+def load(path: pathlib.Path, manifest: dict[str, Any]) -> TVMExecutable:
+    """Load an exported artifact (``model.so`` + manifest) with TVM's runtime alone."""
+    path = pathlib.Path(path)
+    lib_path = path / manifest["files"]["library"]
+    if not lib_path.is_file():
+        raise BackendError(f"{lib_path} is missing; export the program again")
+    target = parse_target(manifest["target"])
+    if target.kind == "cuda" and not tvm.cuda().exist:
+        raise BackendError(f"{path} was built for {manifest['target']!r}, but this machine has no CUDA device "
+                           "(tvm.cuda().exist is False); load it on a machine with an NVIDIA GPU")
+    library = tvm.runtime.load_module(str(lib_path))
+    return TVMExecutable(library, target, [Signature.from_manifest(d) for d in manifest["inputs"]],
+                         [Signature.from_manifest(d) for d in manifest["outputs"]],
+                         schedules=manifest.get("schedules"), tvm_target_json=manifest.get("tvm_target", ""))

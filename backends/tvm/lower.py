@@ -1,0 +1,431 @@
+"""Lower a nir Program to ONE Relax function ("main") built with `relax.BlockBuilder`.
+
+`LOWERINGS` maps every primitive to a function ``(eqn, *args) -> Named``. Each argument is a `Named`: a
+Relax expression whose axes follow the input value's *physical* order (`Value.physical_order`). A
+lowering may return its result with axes in any order it finds convenient (it says which, in the
+returned `Named`); `lower_program` then permutes the result into the output value's physical order.
+Dimension names exist only here, at lowering time: the Relax module knows nothing but axis numbers.
+
+Calling convention of the Relax function: inputs arrive in each input's LOGICAL order and outputs
+leave in each output's LOGICAL order (always as a tuple); permutes at the boundary convert between
+logical and physical orders where a layout differs.
+
+float16 and bfloat16 are computed like the reference interpreter computes them: contractions and
+convolutions accumulate in float32 (``out_dtype``), sums, products and normalizations run in float32,
+and every result is rounded back to its dtype.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import tvm
+from tvm import relax
+from tvm.relax import op as R
+
+from nir import ops
+from nir.ir import Eqn, Program
+from nir.types import numpy_dtype
+
+__all__ = ["Named", "LOWERINGS", "lower_program", "LOW_PRECISION"]
+
+LOW_PRECISION = ("float16", "bfloat16")
+
+
+@dataclass(frozen=True)
+class Named:
+    """A Relax expression together with the dimension name of each of its axes (in axis order)."""
+
+    expr: relax.Expr
+    names: tuple[str, ...]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The static shape of the expression (nir programs have static shapes only)."""
+        return tuple(int(s) for s in self.expr.ty.shape)
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        """``{name: size}`` of the expression's axes."""
+        return dict(zip(self.names, self.shape))
+
+    @property
+    def dtype(self) -> str:
+        return str(self.expr.ty.dtype)
+
+
+Lowering = Callable[..., Named]
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers: every axis move goes through these
+# ---------------------------------------------------------------------------------------------
+
+def bind(expr: relax.Expr, names: Sequence[str]) -> Named:
+    """Emit ``expr`` into the current dataflow block (so its shape is known) and name its axes."""
+    var = expr if isinstance(expr, relax.Var) else relax.BlockBuilder.current().emit(expr)
+    return Named(var, tuple(names))
+
+
+_PERMUTE_DIMS = tvm.ir.Op.get("relax.permute_dims")
+
+
+def permute(x: Named, order: Sequence[str]) -> Named:
+    """``x`` with its axes moved into ``order`` (a permutation of ``x.names``); no-op when equal.
+    A permute of a permute becomes one permute (or none) of the original."""
+    order = tuple(order)
+    if order == x.names:
+        return x
+    assert sorted(order) == sorted(x.names), (order, x.names)
+    source = relax.BlockBuilder.current().lookup_binding(x.expr)
+    if isinstance(source, relax.Call) and source.op.same_as(_PERMUTE_DIMS) and source.attrs.axes is not None:
+        names = [""] * len(x.names)
+        for name, axis in zip(x.names, source.attrs.axes):
+            names[int(axis)] = name
+        return permute(Named(source.args[0], tuple(names)), order)
+    return bind(R.permute_dims(x.expr, [x.names.index(n) for n in order]), order)
+
+
+def align(x: Named, order: Sequence[str]) -> relax.Expr:
+    """``x`` permuted into the order of the names of ``order`` it has, with size-1 axes inserted for
+    the names it lacks: ready for numpy-style broadcasting against a tensor with axes ``order``
+    (the Relax twin of `nir.ops.to_order`)."""
+    sizes = x.sizes
+    y = permute(x, [n for n in order if n in x.names])
+    return reshape(y, [(n, sizes.get(n, 1)) for n in order]).expr
+
+
+def reshape(x: Named, dims: Sequence[tuple[str, int]]) -> Named:
+    """``x`` (row-major) reshaped to named ``dims``; no-op when the shape already matches."""
+    shape = tuple(s for _, s in dims)
+    names = tuple(n for n, _ in dims)
+    if shape == x.shape:
+        return Named(x.expr, names)
+    return bind(R.reshape(x.expr, list(shape)), names)
+
+
+def broadcast(x: Named, sizes: dict[str, int]) -> Named:
+    """``x`` expanded to ``sizes`` along its size-1 axes; no-op when it already has that shape."""
+    shape = tuple(sizes[n] for n in x.names)
+    return x if shape == x.shape else bind(R.broadcast_to(x.expr, list(shape)), x.names)
+
+
+def upcast(x: Named) -> Named:
+    """float16/bfloat16 -> float32 (how the reference computes low precision); others unchanged."""
+    return bind(R.astype(x.expr, "float32"), x.names) if x.dtype in LOW_PRECISION else x
+
+
+def downcast(x: Named, dtype: str) -> Named:
+    """Round ``x`` back to ``dtype`` if it was computed in another dtype."""
+    return x if x.dtype == dtype else bind(R.astype(x.expr, dtype), x.names)
+
+
+def _axes(x: Named, names: Sequence[str]) -> list[int]:
+    return [x.names.index(n) for n in names]
+
+
+# ---------------------------------------------------------------------------------------------
+# elementwise
+# ---------------------------------------------------------------------------------------------
+
+UNARY: dict[str, Callable[[relax.Expr], relax.Expr]] = {
+    "neg": R.negative, "abs": R.abs, "relu": R.nn.relu, "exp": R.exp, "log": R.log, "sqrt": R.sqrt,
+    "rsqrt": R.rsqrt, "tanh": R.tanh, "sigmoid": R.sigmoid, "gelu": R.nn.gelu, "sin": R.sin, "cos": R.cos,
+    "erf": R.erf, "logical_not": R.logical_not,
+}
+BINARY: dict[str, Callable[[relax.Expr, relax.Expr], relax.Expr]] = {
+    "add": R.add, "sub": R.subtract, "mul": R.multiply, "div": R.divide, "pow": R.power,
+    "maximum": R.maximum, "minimum": R.minimum, "eq": R.equal, "ne": R.not_equal, "lt": R.less,
+    "le": R.less_equal, "gt": R.greater, "ge": R.greater_equal, "logical_and": R.logical_and,
+    "logical_or": R.logical_or,
+}
+
+
+def _elementwise(fn: Callable[..., relax.Expr], wide: bool = False) -> Lowering:
+    """Broadcast by name: every operand is aligned to the output's physical order, then ``fn``
+    (in float32 for low-precision operands when ``wide``)."""
+    def lower(eqn: Eqn, *args: Named) -> Named:
+        order = eqn.out.physical_order
+        y = bind(fn(*[align(upcast(a) if wide else a, _trailing(order, a)) for a in args]), order)
+        return downcast(broadcast(y, eqn.out.type.sizes), eqn.out.type.dtype)
+    return lower
+
+
+def _trailing(order: Sequence[str], x: Named) -> Sequence[str]:
+    """``order`` without the leading names ``x`` lacks: broadcasting right-aligns, so those need no axes."""
+    lead = 0
+    while lead < len(order) and order[lead] not in x.names:
+        lead += 1
+    return order[lead:]
+
+
+def _cast(eqn: Eqn, x: Named) -> Named:
+    return bind(R.astype(x.expr, eqn.kwargs["dtype"]), x.names)
+
+
+# ---------------------------------------------------------------------------------------------
+# creation
+# ---------------------------------------------------------------------------------------------
+
+def _full(eqn: Eqn) -> Named:
+    p = eqn.kwargs
+    order = eqn.out.physical_order
+    sizes = eqn.out.type.sizes
+    fill = relax.const(np.asarray(p["value"], dtype=numpy_dtype(p["dtype"])), p["dtype"])
+    return bind(R.full([sizes[n] for n in order], fill, p["dtype"]), order)
+
+
+def _iota(eqn: Eqn) -> Named:
+    p = eqn.kwargs
+    # start + step * i in float64, then rounded: exactly the reference's arithmetic
+    i = R.arange(0, p["size"], 1, "float64")
+    y = R.add(R.multiply(i, relax.const(float(p["step"]), "float64")), relax.const(float(p["start"]), "float64"))
+    return bind(R.astype(y, p["dtype"]), (p["dim"],))
+
+
+def _constant(eqn: Eqn) -> Named:
+    t = eqn.out.type
+    order = eqn.out.physical_order
+    data = np.frombuffer(eqn.kwargs["data"], dtype=numpy_dtype(t.dtype)).reshape(t.shape)
+    data = np.ascontiguousarray(ops.to_order(data, t.names, order))
+    return bind(relax.const(data, t.dtype), order)
+
+
+# ---------------------------------------------------------------------------------------------
+# reductions and normalizations
+# ---------------------------------------------------------------------------------------------
+
+REDUCE: dict[str, tuple[Callable[..., relax.Expr], bool]] = {
+    # name: (Relax op, computed in float32 for low precision)
+    "reduce_sum": (R.sum, True), "reduce_max": (R.max, False), "reduce_min": (R.min, False),
+    "reduce_prod": (R.prod, True),
+}
+
+
+def _reduce(name: str) -> Lowering:
+    fn, wide = REDUCE[name]
+
+    def lower(eqn: Eqn, x: Named) -> Named:
+        dims = eqn.kwargs["dims"]
+        y = upcast(x) if wide else x
+        keep = tuple(n for n in x.names if n not in dims)
+        return downcast(bind(fn(y.expr, axis=_axes(x, dims), keepdims=False), keep), x.dtype)
+    return lower
+
+
+def _arg(fn: Callable[..., relax.Expr]) -> Lowering:
+    def lower(eqn: Eqn, x: Named) -> Named:
+        dim = eqn.kwargs["dim"]
+        keep = tuple(n for n in x.names if n != dim)
+        x = upcast(x)  # exact, and TVM's argmax/argmin reject bfloat16
+        return bind(R.astype(fn(x.expr, axis=x.names.index(dim), keepdims=False), "int64"), keep)
+    return lower
+
+
+def _softmax(fn: Callable[..., relax.Expr]) -> Lowering:
+    def lower(eqn: Eqn, x: Named) -> Named:
+        y = upcast(x)
+        return downcast(bind(fn(y.expr, axis=x.names.index(eqn.kwargs["dim"])), x.names), x.dtype)
+    return lower
+
+
+def _layer_norm(eqn: Eqn, x: Named) -> Named:
+    p = eqn.kwargs
+    y = upcast(x)
+    axes = sorted(_axes(x, p["dims"]))
+    shape = [x.shape[a] for a in axes]
+    ones, zeros = R.ones(shape, y.dtype), R.zeros(shape, y.dtype)
+    out = R.nn.layer_norm(y.expr, ones, zeros, axes=axes, epsilon=float(p["eps"]), center=False, scale=False)
+    return downcast(bind(out, x.names), x.dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# contraction and windows
+# ---------------------------------------------------------------------------------------------
+
+def _contract(eqn: Eqn, a: Named, b: Named) -> Named:
+    """As one (batched) matmul: a -> (batch, M, K), b -> (batch, K, N), result (batch..., a_free..., b_free...).
+    Each group keeps the order the operands already have, so physically matching inputs need no copy."""
+    over = tuple(n for n in a.names if n in eqn.kwargs["over"])
+    batch = tuple(n for n in a.names if n in b.names and n not in over)
+    a_free = tuple(n for n in a.names if n not in b.names)
+    b_free = tuple(n for n in b.names if n not in a.names)
+    sa, sb = a.sizes, b.sizes
+
+    def size(names: Sequence[str], sizes: dict[str, int]) -> int:
+        return math.prod(sizes[n] for n in names)
+
+    lead = [("_batch", size(batch, sa))] if batch else []
+    a3 = reshape(permute(a, batch + a_free + over), lead + [("_m", size(a_free, sa)), ("_k", size(over, sa))])
+    b3 = reshape(permute(b, batch + over + b_free), lead + [("_k", size(over, sb)), ("_n", size(b_free, sb))])
+    wide = "float32" if a.dtype in LOW_PRECISION else None
+    y = bind(R.matmul(a3.expr, b3.expr, out_dtype=wide), a3.names[:-1] + ("_n",))
+    names = batch + a_free + b_free
+    return downcast(reshape(y, [(n, {**sa, **sb}[n]) for n in names]), a.dtype)
+
+
+def _image_layout(x: Named, channels: str | None, spatial: Sequence[str]) -> tuple[str, tuple[str, ...]]:
+    """NHWC when the channels already follow the spatial dims in memory, else NCHW; plus batch names."""
+    batch = tuple(n for n in x.names if n != channels and n not in spatial)
+    if channels is not None and x.names.index(channels) > max(_axes(x, spatial)):
+        return "NHWC", batch
+    return "NCHW", batch
+
+
+def _to_image(x: Named, layout: str, batch: tuple[str, ...], c: tuple[str, ...], spatial: Sequence[str]) -> Named:
+    """Permute into batch+C+H+W (or batch+H+W+C) and merge the batch dims (and, with no channel
+    dim, the non-spatial dims) into one N axis."""
+    sizes = x.sizes
+    order = batch + c + tuple(spatial) if layout == "NCHW" else batch + tuple(spatial) + c
+    y = permute(x, order)
+    n = [("_n", math.prod(sizes[d] for d in batch))]
+    cdim = [(c[0], sizes[c[0]])] if c else [("_c", 1)]
+    hw = [(s, sizes[s]) for s in spatial]
+    return reshape(y, n + cdim + hw if layout == "NCHW" else n + hw + cdim)
+
+
+def _conv2d(eqn: Eqn, x: Named, w: Named) -> Named:
+    p = eqn.kwargs
+    c, o, (h, wd) = p["channels"], p["out_channels"], p["spatial"]
+    layout, batch = _image_layout(x, c, (h, wd))
+    kernel_layout = "OIHW" if layout == "NCHW" else "HWIO"
+    xi = _to_image(x, layout, batch, (c,), (h, wd))
+    wi = permute(w, {"OIHW": (o, c, h, wd), "HWIO": (h, wd, c, o)}[kernel_layout])
+    wide = "float32" if x.dtype in LOW_PRECISION else None
+    y = R.nn.conv2d(xi.expr, wi.expr, strides=p["stride"], padding=p["padding"], dilation=p["dilation"],
+                    groups=p["groups"], data_layout=layout, kernel_layout=kernel_layout, out_dtype=wide)
+    out = eqn.out.type.sizes
+    names = batch + ((o, h, wd) if layout == "NCHW" else (h, wd, o))
+    return downcast(reshape(bind(y, ("_n",) + names[len(batch):]), [(n, out[n]) for n in names]), x.dtype)
+
+
+def _pool2d(eqn: Eqn, x: Named) -> Named:
+    p = eqn.kwargs
+    spatial = p["spatial"]
+    others = tuple(n for n in x.names if n not in spatial)
+    xi = _to_image(x, "NCHW", others, (), spatial)  # every other dim goes into N; C is 1
+    fn = R.nn.max_pool2d if p["kind"] == "max" else R.nn.avg_pool2d
+    y = fn(xi.expr, pool_size=p["kernel"], strides=p["stride"], padding=p["padding"], layout="NCHW",
+           count_include_pad=True)  # the reference (like torch) averages over padding too
+    out = eqn.out.type.sizes
+    names = others + tuple(spatial)
+    return reshape(bind(y, ("_n", "_c") + tuple(spatial)), [(n, out[n]) for n in names])
+
+
+# ---------------------------------------------------------------------------------------------
+# layout and indexing
+# ---------------------------------------------------------------------------------------------
+
+def _align(eqn: Eqn, x: Named) -> Named:
+    order = eqn.out.physical_order
+    return broadcast(bind(align(x, order), order), eqn.out.type.sizes)
+
+
+def _squeeze(eqn: Eqn, x: Named) -> Named:
+    keep = [(n, s) for n, s in zip(x.names, x.shape) if n not in eqn.kwargs["dims"]]
+    return reshape(x, keep)
+
+
+def _rename(eqn: Eqn, x: Named) -> Named:
+    m = dict(eqn.kwargs["mapping"])
+    return Named(x.expr, tuple(m.get(n, n) for n in x.names))
+
+
+def _flatten(eqn: Eqn, x: Named) -> Named:
+    p = eqn.kwargs
+    rest = tuple(n for n in x.names if n not in p["dims"])
+    sizes = x.sizes
+    y = permute(x, rest + tuple(p["dims"]))
+    return reshape(y, [(n, sizes[n]) for n in rest] + [(p["into"], eqn.out.type.size(p["into"]))])
+
+
+def _unflatten(eqn: Eqn, x: Named) -> Named:
+    p = eqn.kwargs
+    dims = []
+    for n, s in zip(x.names, x.shape):
+        dims.extend(p["parts"] if n == p["dim"] else [(n, s)])
+    return reshape(x, dims)
+
+
+def _select(eqn: Eqn, x: Named) -> Named:
+    p = eqn.kwargs
+    ax = x.names.index(p["dim"])
+    y = bind(R.strided_slice(x.expr, [ax], [p["index"]], [p["index"] + 1]), x.names)
+    return reshape(y, [(n, s) for n, s in zip(x.names, x.shape) if n != p["dim"]])
+
+
+def _slice(eqn: Eqn, x: Named) -> Named:
+    p = eqn.kwargs
+    ax = x.names.index(p["dim"])
+    return bind(R.strided_slice(x.expr, [ax], [p["start"]], [p["stop"]], [p["step"]]), x.names)
+
+
+def _concat(eqn: Eqn, *xs: Named) -> Named:
+    order = eqn.out.physical_order
+    return bind(R.concat([permute(x, order).expr for x in xs], axis=order.index(eqn.kwargs["dim"])), order)
+
+
+def _take(eqn: Eqn, x: Named, idx: Named) -> Named:
+    dim = eqn.kwargs["dim"]
+    ax = x.names.index(dim)
+    # "wrap" makes negative indices count from the end, as numpy does; the reference raises for an
+    # index out of range, compiled code wraps it around instead
+    y = R.take(x.expr, idx.expr, axis=ax, mode="wrap")
+    return bind(y, x.names[:ax] + idx.names + x.names[ax + 1:])
+
+
+# ---------------------------------------------------------------------------------------------
+# the table
+# ---------------------------------------------------------------------------------------------
+
+LOWERINGS: dict[str, Lowering] = {
+    **{name: _elementwise(fn) for name, fn in UNARY.items()},
+    **{name: _elementwise(fn, wide=name == "pow") for name, fn in BINARY.items()},  # TVM: no bfloat16 pow
+    "where": _elementwise(R.where),
+    "cast": _cast,
+    "full": _full,
+    "iota": _iota,
+    "constant": _constant,
+    **{name: _reduce(name) for name in REDUCE},
+    "argmax": _arg(R.argmax),
+    "argmin": _arg(R.argmin),
+    "softmax": _softmax(R.nn.softmax),
+    "log_softmax": _softmax(R.nn.log_softmax),
+    "layer_norm": _layer_norm,
+    "contract": _contract,
+    "conv2d": _conv2d,
+    "pool2d": _pool2d,
+    "align": _align,
+    "squeeze": _squeeze,
+    "rename": _rename,
+    "flatten": _flatten,
+    "unflatten": _unflatten,
+    "select": _select,
+    "slice": _slice,
+    "concat": _concat,
+    "take": _take,
+}
+
+
+def lower_program(program: Program, lowerings: dict[str, Lowering] | None = None) -> tvm.IRModule:
+    """Build the Relax module of ``program``: one function "main" taking the inputs in logical order
+    and returning a tuple of the outputs in logical order. Assumes every primitive has a lowering
+    (the caller reports the unsupported ones)."""
+    table = LOWERINGS if lowerings is None else lowerings
+    bb = relax.BlockBuilder()
+    params = [relax.Var(f"x{v.id}", relax.TensorType(v.type.shape, v.type.dtype)) for v in program.inputs]
+    env: dict[int, Named] = {}
+    with bb.function("main", params):
+        with bb.dataflow():
+            for v, p in zip(program.inputs, params):
+                env[v.id] = permute(Named(p, v.type.names), v.physical_order)
+            for e in program.eqns:
+                out = e.outputs[0]
+                env[out.id] = permute(table[e.prim](e, *[env[v.id] for v in e.inputs]), out.physical_order)
+            results = [permute(env[v.id], v.type.names).expr for v in program.outputs]
+            gv = bb.emit_output(relax.Tuple(results))
+        bb.emit_func_output(gv)
+    return relax.transform.DeadCodeElimination()(bb.get())  # permutes that `permute` composed away

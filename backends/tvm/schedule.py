@@ -1,0 +1,292 @@
+"""Default CPU schedules: fast code with no tuning.
+
+Untuned TVM CPU code is plain loop nests (about 2 GFLOP/s for a matmul). After legalization and
+fusion (`relax.get_pipeline("zero")`) every PrimFunc goes through `RULES` in order; the first rule
+that accepts it schedules it:
+
+* `contraction` - one multiply-accumulate reduction block (matmul, batched matmul, conv2d): a
+  register tile (rows x vector) with the reduction loops outside it, the outer tiles in parallel,
+  input padding inlined and the elementwise epilogue scheduled like `injective` blocks.
+* `row_reduction` - dlight's CPU rule for softmax / layer_norm shaped funcs (reductions and
+  elementwise blocks sharing leading spatial axes).
+* `generic` - everything else: inline what can be inlined, then each block gets its leading spatial
+  loops fused and run in parallel and (when it is elementwise) its innermost loop vectorized.
+
+A rule that raises or produces nothing is skipped, so an unusual PrimFunc keeps TVM's plain (slow but
+correct) loops rather than breaking the build. Functions already marked ``tirx.is_scheduled`` (e.g.
+by a MetaSchedule database) are left alone.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import tvm
+from tvm import relax, s_tir, tirx
+from tvm.s_tir import dlight as dl
+from tvm.s_tir.dlight.analysis import SBlockInfo, normalize_prim_func
+from tvm.target import Target
+
+__all__ = ["schedule_module", "RULES", "MIN_PARALLEL_WORK"]
+
+# below this many output elements a kernel runs on one thread (a parallel launch costs microseconds)
+MIN_PARALLEL_WORK = 16384
+# register tile of the contraction rule: TILE_ROWS x (TILE_VECTORS * vector lanes) accumulators
+TILE_ROWS = 8
+TILE_VECTORS = 2
+
+Rule = Callable[[s_tir.Schedule, Target], bool]
+
+
+def _lanes(target: Target, dtype: str) -> int:
+    """Vector lanes of ``dtype`` on ``target`` (at least 4)."""
+    bits = tvm.DataType(dtype).bits
+    try:
+        width = tvm.target.codegen.llvm_get_vector_width(target)
+    except Exception:  # noqa: BLE001 - an unknown CPU: assume 256-bit vectors
+        width = 256
+    return max(4, (width if width > 0 else 256) // max(bits, 8))
+
+
+def _extent(sch: s_tir.Schedule, loop: s_tir.schedule.LoopRV) -> int:
+    return int(sch.get(loop).extent)
+
+
+def _divisor(n: int, candidates: Sequence[int]) -> int | None:
+    """The first candidate that divides ``n`` (and is smaller than or equal to it)."""
+    return next((c for c in candidates if c <= n and n % c == 0), None)
+
+
+def _region_vars(region: tvm.ir.expr.TensorRegion) -> set[tirx.Var]:
+    """The variables the index expressions of a block's read/write region use."""
+    return {v for r in region.region for v in tirx.analysis.undefined_vars(r.min)}
+
+
+def _write_dtype(sch: s_tir.Schedule, block: s_tir.schedule.SBlockRV) -> str:
+    return str(sch.get(block).writes[0].source.dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# building blocks
+# ---------------------------------------------------------------------------------------------
+
+_has_if_then_else = tvm.get_global_func("s_tir.schedule.HasIfThenElse")
+
+
+def _inline_all(sch: s_tir.Schedule, keep: Sequence[SBlockInfo] = (), keep_pads: bool = False) -> list[SBlockInfo]:
+    """Inline every injective block that can be inlined (producers first, then consumers);
+    return the blocks that remain, in program order. ``keep_pads`` keeps blocks with a condition
+    (padding): inlined into a vectorized loop, the condition stops vectorization."""
+    keep_names = {b.name for b in keep}
+    changed = True
+    while changed:
+        changed = False
+        for b in normalize_prim_func(sch) or []:
+            if b.name in keep_names or not b.is_injective():
+                continue
+            if keep_pads and _has_if_then_else(sch.get(b.block_rv)):
+                continue
+            for inline in (sch.compute_inline, sch.reverse_compute_inline):
+                try:
+                    inline(b.block_rv)
+                except Exception:  # noqa: BLE001 - not inlinable: try the next way, then the next block
+                    continue
+                changed = True
+                break
+            if changed:
+                break
+    return normalize_prim_func(sch) or []
+
+
+def _parallel_vectorize(sch: s_tir.Schedule, info: SBlockInfo, target: Target) -> None:
+    """Fuse the block's leading spatial loops and run them in parallel when there is enough work;
+    vectorize the innermost loop of an injective block."""
+    loops = sch.get_loops(info.block_rv)
+    kinds = info.dom_kind()
+    lead = len(kinds) - len(kinds.lstrip("S"))
+    if lead == 0:
+        return
+    lanes = _lanes(target, _write_dtype(sch, info.block_rv))
+    if info.is_injective():
+        inner = loops[-1]
+        n = _extent(sch, inner)
+        if n > 1:
+            vec = _divisor(n, [lanes * 4, lanes * 2, lanes, lanes // 2])
+            if vec is not None:
+                if vec < n:
+                    _, inner = sch.split(inner, [None, vec])
+                sch.vectorize(inner)
+                loops = sch.get_loops(info.block_rv)
+                if vec == n and lead == len(loops):  # the whole innermost loop became the vector
+                    lead -= 1
+            elif lead == len(loops):
+                lead -= 1
+        else:
+            lead = min(lead, len(loops) - 1)
+    work = math.prod(_extent(sch, lp) for lp in loops[:lead])
+    if lead > 0 and work * (1 if info.is_injective() else 64) >= MIN_PARALLEL_WORK // 4:
+        outer = sch.fuse(*loops[:lead]) if lead > 1 else loops[0]
+        sch.parallel(outer)
+
+
+# ---------------------------------------------------------------------------------------------
+# rules
+# ---------------------------------------------------------------------------------------------
+
+def _is_contraction(sch: s_tir.Schedule, info: SBlockInfo) -> bool:
+    """A reduction block ``out[S] += a[...] * b[...]`` over at least one spatial and one reduction
+    loop, reading two buffers besides its output."""
+    block = sch.get(info.block_rv)
+    if not info.is_reduction() or len(block.writes) != 1:
+        return False
+    kinds = info.dom_kind()
+    if "S" not in kinds or "R" not in kinds or "O" in kinds:
+        return False
+    out = block.writes[0].source
+    inputs = {r.source for r in block.reads if not r.source.same_as(out)}
+    if len(inputs) != 2:
+        return False
+    return isinstance(block.body, tirx.BufferStore) and _has_mul(block.body.value)
+
+
+def _has_mul(expr: object) -> bool:
+    """Whether an update ``acc + a * b`` (casts allowed) multiplies."""
+    if isinstance(expr, tirx.Mul):
+        return True
+    return any(_has_mul(getattr(expr, f)) for f in ("a", "b", "value") if hasattr(expr, f))
+
+
+def contraction(sch: s_tir.Schedule, target: Target) -> bool:
+    """Register-tiled matmul / conv2d: ``[outer spatial..., T/ti, V/vi, reductions..., ti, vi]``.
+
+    V is the innermost spatial loop (contiguous in the output), vectorized; T is a spatial loop that
+    the operand streamed along V does not depend on (the rows of a matmul, the output channels of a
+    convolution), unrolled so that each loaded vector feeds ``ti`` accumulators.
+    """
+    infos = normalize_prim_func(sch)
+    if not infos:
+        return False
+    mains = [b for b in infos if b.is_reduction()]
+    if len(mains) != 1 or not _is_contraction(sch, mains[0]):
+        return False
+    main = mains[0]
+    infos = _inline_all(sch, keep=[main], keep_pads=True)
+    main = next(b for b in infos if b.name == main.name)
+    block = main.block_rv
+    stmt = sch.get(block)
+    loops = sch.get_loops(block)
+    iters = main.iters
+    spatial = [i for i, it in enumerate(iters) if it.kind == "S"]
+    reduce = [i for i, it in enumerate(iters) if it.kind == "R"]
+    v = spatial[-1]
+    lanes = _lanes(target, str(stmt.writes[0].source.dtype))
+    out = stmt.writes[0].source
+    reads = [r for r in stmt.reads if not r.source.same_as(out)]
+    streamed = [r for r in reads if iters[v].var in _region_vars(r)]
+    if not streamed or not all(_contiguous_in(r, iters[v].var) for r in streamed + list(stmt.writes)):
+        return False  # V is not the fast axis of what it streams (e.g. a matrix-vector product): not this rule
+    used_by_streamed = set().union(*[_region_vars(r) for r in streamed])
+    candidates = [i for i in spatial[:-1] if iters[i].var not in used_by_streamed and int(iters[i].dom) > 1]
+    t = max(candidates, key=lambda i: int(iters[i].dom)) if candidates else None
+
+    vi = _vector_tile(int(iters[v].dom), lanes)
+    ti = _divisor(int(iters[t].dom), [TILE_ROWS, 4, 2]) if t is not None else None
+    if vi is None:
+        return False
+    v_o, v_i = sch.split(loops[v], [None, vi])
+    if ti is not None:
+        t_o, t_i = sch.split(loops[t], [None, ti])
+    outer = [loops[i] for i in spatial if i not in (v, t)]
+    order = outer + ([t_o] if ti else []) + [v_o] + [loops[i] for i in reduce] + ([t_i] if ti else []) + [v_i]
+    sch.reorder(*order)
+    par = outer + ([t_o] if ti else []) + [v_o]
+    fused = sch.fuse(*par) if len(par) > 1 else par[0]
+    sch.parallel(fused)
+    sch.vectorize(v_i)
+    if ti:
+        sch.unroll(t_i)
+    sch.decompose_reduction(block, loops[reduce[0]])
+    for info in normalize_prim_func(sch) or []:
+        if info.name != main.name and not info.name.endswith("_init") and info.is_injective():
+            _parallel_vectorize(sch, info, target)
+    return True
+
+
+def _contiguous_in(region: tvm.ir.expr.TensorRegion, var: tirx.Var) -> bool:
+    """Whether ``var`` indexes only the last (contiguous) dimension of ``region``."""
+    dims = [tirx.analysis.undefined_vars(r.min) for r in region.region]
+    return any(v.same_as(var) for v in dims[-1]) and not any(v.same_as(var) for d in dims[:-1] for v in d)
+
+
+def _vector_tile(n: int, lanes: int) -> int | None:
+    """Elements of the innermost output loop one register-tile row holds: two or one full vectors
+    when they divide ``n``, else all of a short loop, else the largest divisor of ``n`` >= 4."""
+    exact = _divisor(n, [lanes * TILE_VECTORS, lanes])
+    if exact is not None:
+        return exact
+    if n <= lanes * TILE_VECTORS:
+        return n
+    return next((d for d in range(lanes * TILE_VECTORS, 3, -1) if n % d == 0), None)
+
+
+_ROW_REDUCTION = dl.cpu.Reduction()
+
+
+
+def row_reduction(sch: s_tir.Schedule, target: Target) -> s_tir.Schedule | None:
+    """dlight's CPU reduction rule (softmax, layer_norm, ...); returns its own schedule."""
+    return _ROW_REDUCTION.apply(sch.mod["main"], target, False)
+
+
+def generic(sch: s_tir.Schedule, target: Target) -> bool:
+    """Inline what can be inlined; parallelize and vectorize every remaining block."""
+    infos = _inline_all(sch)
+    if not infos:
+        return False
+    for info in infos:
+        _parallel_vectorize(sch, info, target)
+    return True
+
+
+RULES: list[tuple[str, Callable]] = [("contraction", contraction), ("row_reduction", row_reduction),
+                                     ("generic", generic)]
+
+
+def _schedule_func(func: tirx.PrimFunc, target: Target) -> tuple[tirx.PrimFunc | None, str | None]:
+    for name, rule in RULES:
+        sch = s_tir.Schedule(func)
+        try:
+            result = rule(sch, target)
+        except Exception:  # noqa: BLE001 - a rule that does not fit: try the next one
+            continue
+        if isinstance(result, s_tir.Schedule):
+            sch, result = result, True
+        if result:
+            return sch.mod["main"].with_attr("tirx.is_scheduled", True), name
+    return None, None
+
+
+def schedule_module(mod: tvm.IRModule, target: Target) -> tuple[tvm.IRModule, dict[str, str | None]]:
+    """Apply the default schedules to every unscheduled PrimFunc of a legalized module.
+
+    Returns the new module and, per PrimFunc, the rule that scheduled it (None: left as plain loops).
+    """
+    report: dict[str, str | None] = {}
+    updates = {}
+    for gv, func in mod.functions_items():
+        if not isinstance(func, tirx.PrimFunc):
+            continue
+        if func.attrs is not None and "tirx.is_scheduled" in func.attrs and bool(func.attrs["tirx.is_scheduled"]):
+            report[gv.name_hint] = "given"
+            continue
+        if relax.analysis.has_reshape_pattern(func):  # the VM turns these into views: keep them recognisable
+            report[gv.name_hint] = "view"
+            continue
+        new, rule = _schedule_func(func, target)
+        report[gv.name_hint] = rule
+        if new is not None:
+            updates[gv] = new
+    for gv, func in updates.items():
+        mod[gv] = func
+    return mod, report
