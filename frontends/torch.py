@@ -54,8 +54,8 @@ from nir.types import NamedShapeError, canonical_dtype, check_user_name, fresh_n
 
 from .python import Spec, Traced, trace
 
-__all__ = ["from_torch", "TorchTraced", "UnsupportedOpError", "TorchNameError", "CONVERTERS",
-           "supported_ops_markdown"]
+__all__ = ["from_torch", "TorchTraced", "UnsupportedOpError", "TorchNameError", "CONVERTERS", "converts", "op_key",
+           "default_param_names", "supported_ops_markdown"]
 
 Names = Sequence[str | None]
 
@@ -629,7 +629,8 @@ def _sdpa(query: NamedTensor, key: NamedTensor, value: NamedTensor, attn_mask: N
 @converts("layer", "aten.embedding.default")
 def _embedding(weight: NamedTensor, indices: NamedTensor, padding_idx: int = -1, scale_grad_by_freq: bool = False,
                sparse: bool = False) -> NamedTensor:
-    """`nir.take` along the table's first dim: ``{emb.vocab, emb.dim}`` with tokens ``{B, S}`` -> ``{B, S, emb.dim}``."""
+    """`nir.take` along the table's first dim: table ``{emb.vocab, emb.dim}`` and tokens ``{B, S}`` give
+    ``{B, S, emb.dim}``."""
     return nf.take(weight, indices, 0)
 
 
@@ -1368,6 +1369,10 @@ def supported_ops_markdown() -> str:
         "An op that is not listed is first decomposed with torch's own decomposition, when torch has one, into",
         "ops that are; an op that still has no converter raises `UnsupportedOpError`, naming the op and the",
         "module and source line of the model that uses it.",
+        "",
+        "Ops with several operands (elementwise ops, cat) broadcast by position, as in torch. Where two",
+        "operands name the dims at one position differently, a name derived from a layer (`fc1.out`) takes the",
+        "other one; two names the user gave (`names=`, `param_names=`) that differ are a conflict.",
     ]
     for section, title in _SECTION_TITLES.items():
         lines += ["", f"## {title}", "", "| ATen op | converts to |", "|---|---|"]
