@@ -49,6 +49,7 @@ from torch.fx.node import map_arg
 
 import nir.functions as nf
 from nir.functions import _rename_ir
+from nir.ops import _window_out
 from nir.tensor import NamedTensor, bind, current_trace, from_array
 from nir.types import NamedShapeError, canonical_dtype, check_user_name, fresh_name
 
@@ -547,9 +548,8 @@ def _convolution(x: NamedTensor, weight: NamedTensor, bias: NamedTensor | None, 
     return _conv2d(x, weight, bias, stride, padding, dilation, groups)
 
 
-def _pool_out(size: int, k: int, s: int, p: int, ceil: bool) -> int:
-    if not ceil:
-        return (size + 2 * p - k) // s + 1
+def _ceil_pool_out(size: int, k: int, s: int, p: int) -> int:
+    """torch's pooled size with ceil_mode=True (a last window must start inside the input or left padding)."""
     out = -(-(size + 2 * p - k) // s) + 1
     return out - 1 if (out - 1) * s >= size + p else out
 
@@ -558,7 +558,7 @@ def _pool(kind: str, x: NamedTensor, kernel_size: Any, stride: Any, padding: Any
     k = nf._pair(kernel_size, "kernel_size", kind)
     s = nf._pair(stride if stride else k, "stride", kind)
     p = nf._pair(padding, "padding", kind)
-    if ceil_mode and any(_pool_out(n, *a, True) != _pool_out(n, *a, False) for n, a in zip(x.shape[-2:], zip(k, s, p))):
+    if ceil_mode and any(_ceil_pool_out(n, *a) != _window_out(n, *a, 1) for n, a in zip(x.shape[-2:], zip(k, s, p))):
         raise _Unsupported("ceil_mode=True changes the output size here; nir pools with floor (ceil_mode=False)")
     xv, spatial, undo = _visible(x, (-2, -1))
     return _restore((nf.max_pool2d if kind == "max" else nf.avg_pool2d)(xv, k, s, p, spatial=spatial), undo)

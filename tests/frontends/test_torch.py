@@ -186,7 +186,7 @@ def _compile(traced, backend: str):
         raise
 
 
-def _torch_inputs(args, names):
+def _named_inputs(args, names):
     return [nir.tensor(a.numpy(), names=n) for a, n in zip(args, names)]
 
 
@@ -199,7 +199,7 @@ def test_converted_model_matches_torch_eager(case: str, backend: str, converted)
     gen = torch.Generator().manual_seed(7)  # fresh random inputs, not the example ones
     fresh = tuple(torch.randint(0, 50, a.shape, generator=gen) if a.dtype == torch.int64 else
                   torch.randn(a.shape, generator=gen) for a in args)
-    y = f(*_torch_inputs(fresh, names.values()))
+    y = f(*_named_inputs(fresh, names.values()))
     with torch.no_grad():
         want = model(*fresh).numpy()
     tol = TOLERANCE.get(backend, 2e-4)
@@ -309,7 +309,7 @@ def test_core_aten_graphs_convert_too(case: str) -> None:
         ep = torch.export.export(model, args).run_decompositions()
     t = nir.from_torch(ep, args, names=names)
     assert t.param_names["fc1.weight" if case != "conv_bn_pool" else "head.weight"][0].endswith(".out")
-    y = nir.compile(t, backend="reference")(*_torch_inputs(args, names.values()))
+    y = nir.compile(t, backend="reference")(*_named_inputs(args, names.values()))
     np.testing.assert_allclose(y.numpy(), model(*args).detach().numpy(), rtol=1e-4, atol=1e-4)
     assert y.names[0] == out_names[0]
 
