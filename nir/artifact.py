@@ -32,7 +32,7 @@ def write_manifest(path: pathlib.Path, program: Program, backend: str, target: T
     data = {
         "format": "nir-artifact", "version": FORMAT_VERSION, "backend": backend, "target": str(target),
         "fingerprint": program.fingerprint(), "inputs": [_sig(v) for v in program.inputs],
-        "outputs": [_sig(v) for v in program.outputs], "files": files, "program": program.text, **extra,
+        "outputs": [_sig(v) for v in program.outputs], "files": files, "program": str(program), **extra,
     }
     fd, tmp = tempfile.mkstemp(dir=path, prefix=".manifest.")
     with os.fdopen(fd, "w") as f:

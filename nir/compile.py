@@ -184,8 +184,9 @@ class Compiled:
 
     @property
     def ir(self) -> str:
-        """The nir program text of the latest compiled signature."""
-        return self.program.text
+        """The nir program of the latest compiled signature, readable (large constants elided; the
+        complete, parseable form is ``.program.text``)."""
+        return str(self.program)
 
     @property
     def signatures(self) -> list[tuple[Spec, ...]]:

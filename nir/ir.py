@@ -72,13 +72,15 @@ class Program:
     outputs: tuple[Value, ...]
 
     def __str__(self) -> str:
+        """The readable text form: like `text`, but constants over 64 bytes are shown by size and hash."""
         from .text import print_program
-        return print_program(self)
+        return print_program(self, elide_bytes=64)
 
     @property
     def text(self) -> str:
-        """The program's text form (parse it back with `nir.parse`)."""
-        return str(self)
+        """The complete text form, constants included (parse it back with `nir.parse`)."""
+        from .text import print_program
+        return print_program(self)
 
     def fingerprint(self) -> str:
         """A structural hash: equal for programs that differ only in value ids or physical layouts."""

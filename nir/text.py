@@ -12,6 +12,7 @@ A value may carry a physical layout, printed as `@(C, N)` after its type.
 from __future__ import annotations
 
 import ast
+import hashlib
 import math
 import re
 from typing import Any
@@ -29,17 +30,20 @@ class ParseError(NamedShapeError):
 _GENERATED = re.compile(r"^_\d+$")
 
 
-def _fmt_value(v: Any) -> str:
+def _fmt_value(v: Any, elide_bytes: int | None = None) -> str:
     if isinstance(v, float):
         return repr(v)  # repr round-trips; inf/nan parse back through the names below
     if isinstance(v, tuple):
-        inner = ", ".join(_fmt_value(x) for x in v)
+        inner = ", ".join(_fmt_value(x, elide_bytes) for x in v)
         return f"({inner},)" if len(v) == 1 else f"({inner})"
+    if isinstance(v, bytes) and elide_bytes is not None and len(v) > elide_bytes:
+        return f"<{len(v)} bytes sha256:{hashlib.sha256(v).hexdigest()[:12]}>"
     return repr(v)
 
 
-def print_program(p: Program, canonical: bool = False) -> str:
-    """Print ``p``. ``canonical`` renumbers values and generated names and drops layouts (fingerprints)."""
+def print_program(p: Program, canonical: bool = False, elide_bytes: int | None = None) -> str:
+    """Print ``p``. ``canonical`` renumbers values and generated names and drops layouts (fingerprints);
+    ``elide_bytes`` shows constants longer than that by size and hash (readable, but not parseable)."""
     ids: dict[int, int] = {}
     gen: dict[str, str] = {}
 
@@ -65,7 +69,7 @@ def print_program(p: Program, canonical: bool = False) -> str:
 
     lines = ["program(" + ", ".join(f"{vid(v)}: {typ(v)}" for v in p.inputs) + ") {"]
     for e in p.eqns:
-        params = ", ".join(f"{k}={_fmt_value(param(v))}" for k, v in e.params)
+        params = ", ".join(f"{k}={_fmt_value(param(v), elide_bytes)}" for k, v in e.params)
         outs = ", ".join(f"{vid(v)}: {typ(v)}" for v in e.outputs)
         args = ", ".join(vid(v) for v in e.inputs)
         lines.append(f"  {outs} = {e.prim}{f'[{params}]' if params else ''}({args})")
@@ -139,6 +143,9 @@ def parse_program(text: str) -> Program:
         args = tuple(use(r, lineno) for r in m["args"].split(",") if r.strip())
         params: dict[str, Any] = {}
         if m["params"]:
+            if "bytes sha256:" in m["params"]:
+                raise ParseError(f"line {lineno}: constant data was elided when printing; parse `program.text`, "
+                                 "which keeps it, instead of `str(program)`")
             try:
                 call = ast.parse(f"f({m['params']})", mode="eval").body
                 params = {kw.arg: _literal(kw.value) for kw in call.keywords}  # type: ignore[attr-defined]

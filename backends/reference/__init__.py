@@ -38,7 +38,7 @@ class ReferenceExecutable:
 
     def backend_ir(self, kind: str | None = None) -> str:
         """The reference backend runs the nir program itself."""
-        return self.program.text
+        return str(self.program)
 
     def export(self, path: str | pathlib.Path) -> pathlib.Path:
         """Write the program text and a manifest; `nir.load` interprets it again."""
