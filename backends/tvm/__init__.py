@@ -8,18 +8,11 @@ process may use, unless the user set it, so that TVM's thread pool (started on f
 from __future__ import annotations
 
 import importlib.util
-import os
 
 from nir.target import Target
 
-if "TVM_NUM_THREADS" not in os.environ:
-    try:
-        os.environ["TVM_NUM_THREADS"] = str(len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        os.environ["TVM_NUM_THREADS"] = str(os.cpu_count() or 1)
-
-from .build import TVMExecutable, build, load, tvm_target, unsupported  # noqa: E402
-from .lower import LOWERINGS, lower_program  # noqa: E402
+from .build import TVMExecutable, build, load, tvm_target, unsupported
+from .lower import LOWERINGS, lower_program
 
 NAME = "tvm"
 

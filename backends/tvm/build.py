@@ -42,6 +42,20 @@ ALIGNMENT = 64  # bytes; TVM's kernels may assume it (vectorized loads)
 DEFAULT_CUDA_ARCH = "sm_80"  # when no -arch= is given and no GPU is present to ask
 
 
+def _cores() -> int:
+    """The number of cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+# TVM reads TVM_NUM_THREADS when its thread pool starts (on the first parallel kernel, after this import)
+# and otherwise may use fewer threads than there are cores
+_USER_THREADS = "TVM_NUM_THREADS" in os.environ
+os.environ.setdefault("TVM_NUM_THREADS", str(_cores()))
+
+
 def unsupported() -> dict[str, str]:
     """``{primitive: reason}`` from the checked-in ``unsupported.txt`` (lines ``prim: reason``)."""
     text = (pathlib.Path(__file__).with_name("unsupported.txt")).read_text()
@@ -62,13 +76,6 @@ def _host() -> dict[str, Any]:
     """The host CPU as TVM sees it (LLVM's name for this CPU; "-mcpu=native" would fall back to generic)."""
     host = dict(tvm.target.Target.from_device(tvm.cpu()).export())
     return {k: host[k] for k in ("kind", "mtriple", "mcpu") if k in host}
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
 
 
 def tvm_target(target: Target) -> tvm.target.Target:
@@ -94,7 +101,7 @@ def tvm_target(target: Target) -> tvm.target.Target:
                 dev = tvm.cuda()
                 arch = "sm_" + dev.compute_version.replace(".", "") if dev.exist else DEFAULT_CUDA_ARCH
             return tvm.target.Target({"kind": "cuda", "arch": arch, **opts}, host=_host())
-    except (ValueError, TypeError, tvm.error.TVMError) as e:
+    except (ValueError, TypeError, RuntimeError) as e:
         raise BackendError(f"the tvm backend cannot use target {str(target)!r}: {e}. "
                            "Known options: llvm -mcpu=<cpu> -num-cores=<n>; cuda -arch=sm_XX") from None
     raise BackendError(f"the tvm backend serves llvm and cuda targets, not {target.kind!r}")
@@ -161,6 +168,16 @@ def _to_tvm(x: Any, sig: Signature, index: int, device: tvm.runtime.Device) -> t
     return t if t.device == device else t.copyto(device)
 
 
+def _set_threads(target: Target) -> None:
+    """Honour ``-num-cores=N`` of an llvm target by running TVM's thread pool with N threads, unless the
+    user chose a count with TVM_NUM_THREADS (the package sets it to all cores on import otherwise)."""
+    cores = target.get("num-cores")
+    if target.kind != "llvm" or cores is None or _USER_THREADS:
+        return
+    if tvm.runtime.num_threads() != int(cores):
+        tvm.get_global_func("runtime.config_threadpool")(1, int(cores))  # 1: use all (big) cores
+
+
 def _to_numpy(t: tvm.runtime.Tensor) -> np.ndarray:
     """A TVM output as a numpy array: zero-copy on the CPU where numpy understands the dtype."""
     if t.device.dlpack_device_type() == 1 and t.dtype != "bfloat16":
@@ -200,6 +217,7 @@ class TVMExecutable:
                     f"this program was built by the tvm backend for {str(self.target)!r}, but this machine has no "
                     "CUDA device (tvm.cuda().exist is False). Run it on a machine with an NVIDIA GPU and a "
                     "CUDA-enabled TVM, or build it for 'llvm' to run it here")
+            _set_threads(self.target)
             vm = relax.VirtualMachine(self.library, self.device)
             self._main = vm["main"]
         return self._main
@@ -268,7 +286,7 @@ def ptx(source: str, target: tvm.target.Target) -> bytes:
     arch = str(target.attrs["arch"])
     with target:
         out = nvcc.compile_cuda(source, target_format="ptx", arch=arch, compiler="nvcc")
-    return out if isinstance(out, bytes) else out.encode()
+    return bytes(out) if isinstance(out, (bytes, bytearray)) else str(out).encode()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -276,8 +294,12 @@ def ptx(source: str, target: tvm.target.Target) -> bytes:
 # ---------------------------------------------------------------------------------------------
 
 def _open_database(tuning_db: Any) -> Any:
+    """A MetaSchedule database from a Database or the work_dir of a JSON one."""
     from tvm.s_tir import meta_schedule as ms
     if isinstance(tuning_db, (str, os.PathLike)):
+        if not pathlib.Path(tuning_db).is_dir():
+            raise BackendError(f"tuning_db {str(tuning_db)!r} is not a directory; pass a MetaSchedule work_dir "
+                               "(tuning writes one) or a tvm.s_tir.meta_schedule.Database")
         return ms.database.JSONDatabase(work_dir=str(tuning_db))
     return tuning_db
 

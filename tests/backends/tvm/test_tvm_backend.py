@@ -1,0 +1,427 @@
+"""The TVM backend against the reference interpreter: every primitive (float32, float16, bfloat16),
+default CPU schedules on shapes large enough to trigger them, physical layouts, the Relax it emits,
+the calling convention (misaligned, strided, torch and jax inputs), export/load and CUDA artifacts.
+
+Tolerances are nir.testing's per dtype, unscaled: contractions and convolutions accumulate in float32
+for float16/bfloat16 (as the reference does), so low precision needs no extra slack.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pathlib
+
+import numpy as np
+import pytest
+
+tvm = pytest.importorskip("tvm")
+
+from tvm import relax  # noqa: E402
+from tvm.relax import op as R  # noqa: E402
+
+import nir.backends  # noqa: E402
+from nir import ops  # noqa: E402
+from nir.artifact import read_manifest  # noqa: E402
+from nir.backends import BackendError  # noqa: E402
+from nir.interpret import interpret  # noqa: E402
+from nir.ir import Builder, Program  # noqa: E402
+from nir.target import parse_target  # noqa: E402
+from nir.testing import assert_close, op_samples, random_inputs  # noqa: E402
+from nir.types import TensorType  # noqa: E402
+
+backend = nir.backends.get("tvm")
+build_module = importlib.import_module("nir.backends.tvm.build")  # the package exports a function `build`
+lower_module = importlib.import_module("nir.backends.tvm.lower")
+schedule_module = importlib.import_module("nir.backends.tvm.schedule")
+
+
+def T(dims: dict[str, int], dtype: str = "float32") -> TensorType:
+    return TensorType.of(dims, dtype)
+
+
+def one(prim: str, types: list[TensorType], **params) -> Program:
+    """A program of one equation."""
+    b = Builder()
+    vs = [b.input(t) for t in types]
+    return b.build([b.add(prim, vs, **params)])
+
+
+def reference(program: Program, inputs) -> list[np.ndarray]:
+    """The interpreter's outputs, reshaped to the declared output shapes: nir.interpret turns a 0-d
+    result into shape (1,) (np.ascontiguousarray in eval_eqn), which is not what the program says."""
+    return [np.asarray(w).reshape(v.type.shape) for w, v in zip(interpret(program, *inputs), program.outputs)]
+
+
+def check(program: Program, inputs=None, dtype: str = "float32", **options) -> "backend.TVMExecutable":
+    inputs = random_inputs(program, seed=7) if inputs is None else inputs
+    exe = backend.build(program, parse_target("llvm"), **options)
+    assert_close(exe(*inputs), reference(program, inputs), dtype)
+    return exe
+
+
+# ---------------------------------------------------------------------------------------------
+# coverage and every primitive
+# ---------------------------------------------------------------------------------------------
+
+def test_lowerings_and_unsupported_cover_every_primitive():
+    lowered, unsupported = set(backend.LOWERINGS), set(backend.unsupported())
+    assert lowered | unsupported == set(ops.PRIMITIVES)
+    assert not lowered & unsupported, "a primitive is both lowered and listed as unsupported"
+
+
+def test_a_primitive_without_lowering_fails_at_build_naming_it_and_the_backend(monkeypatch):
+    monkeypatch.delitem(lower_module.LOWERINGS, "erf")
+    with pytest.raises(BackendError, match=r"tvm backend cannot compile primitive\(s\) erf"):
+        backend.build(one("erf", [T({"N": 3})]), parse_target("llvm"))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+def test_every_primitive_matches_the_reference(dtype):
+    failures = []
+    for case in op_samples(dtype):
+        exe = backend.build(case.program, parse_target("llvm"))
+        try:
+            assert_close(exe(*case.inputs), reference(case.program, case.inputs), dtype)
+        except AssertionError as e:
+            failures.append(f"{case.id}: {e}")
+    assert not failures, "\n".join(failures)
+
+
+def test_every_primitive_under_random_physical_layouts():
+    """Each sample with every value (inputs, outputs too) given a random physical order."""
+    rng = np.random.default_rng(0)
+    failures = []
+    for case in op_samples("float32"):
+        layouts = {v.id: tuple(rng.permutation(v.type.names)) for v in case.program.values() if v.type.ndim > 1}
+        program = case.program.with_layouts(layouts)
+        exe = backend.build(program, parse_target("llvm"))
+        try:
+            assert_close(exe(*case.inputs), reference(case.program, case.inputs), "float32")
+        except AssertionError as e:
+            failures.append(f"{case.id} with layouts {layouts}: {e}")
+    assert not failures, "\n".join(failures)
+
+
+# ---------------------------------------------------------------------------------------------
+# default schedules: shapes big enough for each rule
+# ---------------------------------------------------------------------------------------------
+
+CONV = dict(channels="C", out_channels="O", spatial=("H", "W"), dilation=(1, 1))
+SCHEDULED = {
+    # name: (program, a rule that must have scheduled one of its PrimFuncs)
+    "matmul": (one("contract", [T({"M": 128, "K": 96}), T({"K": 96, "N": 64})], over=("K",)), "contraction"),
+    "matmul-odd": (one("contract", [T({"M": 33, "K": 17}), T({"K": 17, "N": 40})], over=("K",)), "contraction"),
+    "matmul-w-transposed": (one("contract", [T({"M": 64, "K": 96}), T({"N": 48, "K": 96})], over=("K",)),
+                            "contraction"),
+    "batched": (one("contract", [T({"B": 4, "M": 32, "K": 16}), T({"B": 4, "K": 16, "N": 64})], over=("K",)),
+                "contraction"),
+    "matvec": (one("contract", [T({"M": 256, "K": 128}), T({"K": 128})], over=("K",)), "generic"),
+    "conv-nchw": (one("conv2d", [T({"N": 2, "C": 16, "H": 20, "W": 20}), T({"O": 32, "C": 16, "H": 3, "W": 3})],
+                      stride=(1, 1), padding=(1, 1), groups=1, **CONV), "contraction"),
+    "conv-nhwc": (one("conv2d", [T({"N": 2, "H": 20, "W": 20, "C": 16}), T({"H": 3, "W": 3, "C": 16, "O": 32})],
+                      stride=(1, 1), padding=(1, 1), groups=1, **CONV), "contraction"),
+    "conv-stride2": (one("conv2d", [T({"N": 1, "C": 8, "H": 33, "W": 31}), T({"O": 16, "C": 8, "H": 5, "W": 5})],
+                         stride=(2, 2), padding=(2, 1), groups=1, **CONV), "contraction"),
+    "conv-groups": (one("conv2d", [T({"N": 1, "C": 16, "H": 24, "W": 24}), T({"O": 32, "C": 4, "H": 3, "W": 3})],
+                        stride=(1, 1), padding=(1, 1), groups=4, **CONV), "contraction"),
+    "softmax": (one("softmax", [T({"B": 64, "D": 256})], dim="D"), "row_reduction"),
+    "softmax-outer": (one("softmax", [T({"B": 64, "D": 256})], dim="B"), "row_reduction"),
+    "layer_norm": (one("layer_norm", [T({"B": 64, "D": 256})], dims=("D",), eps=1e-5), "row_reduction"),
+    "layer_norm-chw": (one("layer_norm", [T({"N": 4, "C": 16, "H": 8, "W": 8})], dims=("C", "H", "W"), eps=1e-5),
+                       "row_reduction"),
+    "sum-middle": (one("reduce_sum", [T({"A": 16, "B": 64, "C": 32})], dims=("B",)), "generic"),
+    "max-inner": (one("reduce_max", [T({"A": 64, "B": 512})], dims=("B",)), "generic"),
+    "argmax": (one("argmax", [T({"A": 64, "B": 512})], dim="B"), "row_reduction"),
+    "add-broadcast": (one("add", [T({"B": 64, "D": 512}), T({"D": 512})]), "generic"),
+    "mul-transposed": (one("mul", [T({"B": 64, "D": 512}), T({"D": 512, "B": 64})]), "generic"),
+    "gelu": (one("gelu", [T({"B": 128, "D": 300})]), "generic"),
+    "transpose": (one("align", [T({"B": 128, "D": 300})], dims=(("D", 300), ("B", 128))), "generic"),
+    "max-pool": (one("pool2d", [T({"N": 2, "C": 16, "H": 32, "W": 32})], kind="max", kernel=(3, 3), stride=(2, 2),
+                     padding=(1, 1), spatial=("H", "W")), "generic"),
+    "concat": (one("concat", [T({"B": 64, "D": 256}), T({"D": 256, "B": 32})], dim="B"), "generic"),
+}
+
+
+@pytest.mark.parametrize("name", SCHEDULED)
+def test_default_schedules_are_applied_and_correct(name):
+    program, rule = SCHEDULED[name]
+    exe = check(program)
+    assert rule in exe.schedules.values(), exe.schedules
+    assert all(r is not None for r in exe.schedules.values()), f"unscheduled PrimFuncs: {exe.schedules}"
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_scheduled_contractions_in_low_precision(dtype):
+    for name in ("matmul", "conv-nchw"):
+        eqn = SCHEDULED[name][0].eqns[0]
+        program = one(eqn.prim, [v.type.with_dtype(dtype) for v in eqn.inputs], **eqn.kwargs)
+        exe = check(program, dtype=dtype)
+        assert "contraction" in exe.schedules.values()
+
+
+def test_a_schedule_rule_that_raises_is_skipped(monkeypatch):
+    def broken(sch, target):
+        raise RuntimeError("this rule always fails")
+    monkeypatch.setattr(schedule_module, "RULES", [("broken", broken), *schedule_module.RULES])
+    exe = check(SCHEDULED["matmul"][0])
+    assert exe.schedules == {"matmul": "contraction"}
+
+
+def test_unscheduled_build_still_runs():
+    exe = check(SCHEDULED["softmax"][0], schedule=False)
+    assert exe.schedules == {}
+
+
+def test_an_empty_tuning_database_leaves_the_default_schedules(tmp_path):
+    exe = check(SCHEDULED["matmul"][0], tuning_db=tmp_path)
+    assert exe.schedules == {"matmul": "contraction"}
+    with pytest.raises(BackendError, match="is not a directory"):
+        backend.build(SCHEDULED["matmul"][0], parse_target("llvm"), tuning_db=tmp_path / "missing")
+
+
+# ---------------------------------------------------------------------------------------------
+# the Relax module (structural goldens)
+# ---------------------------------------------------------------------------------------------
+
+def test_relax_for_broadcast_by_name_then_softmax():
+    b = Builder()
+    x, bias = b.input(T({"N": 2, "C": 3})), b.input(T({"C": 3}))
+    program = b.build([b.add("softmax", [b.add("add", [x, bias])], dim="C")])
+
+    bb = relax.BlockBuilder()
+    rx = relax.Var("x", relax.TensorType((2, 3), "float32"))
+    rb = relax.Var("b", relax.TensorType((3,), "float32"))
+    with bb.function("main", [rx, rb]):
+        with bb.dataflow():
+            s = bb.emit(R.add(rx, rb))  # {C} broadcasts against {N, C} with no reshape
+            y = bb.emit(R.nn.softmax(s, axis=1))
+            gv = bb.emit_output(relax.Tuple([y]))
+        bb.emit_func_output(gv)
+    tvm.ir.assert_structural_equal(backend.lower_program(program), bb.get())
+
+
+def test_relax_for_physical_layouts_permutes_at_the_boundary_and_composes_permutes():
+    b = Builder()
+    x, w = b.input(T({"M": 4, "K": 3})), b.input(T({"K": 3, "N": 5}))
+    y = b.add("contract", [x, w], over=("K",))
+    r = b.add("relu", [y])
+    program = b.build([r]).with_layouts({x.id: ("K", "M"), y.id: ("N", "M"), r.id: ("N", "M")})
+
+    bb = relax.BlockBuilder()
+    rx = relax.Var("x", relax.TensorType((4, 3), "float32"))
+    rw = relax.Var("w", relax.TensorType((3, 5), "float32"))
+    with bb.function("main", [rx, rw]):
+        with bb.dataflow():
+            # x enters as (M, K) and is laid out (K, M); contract wants (M, K) again: the two permutes cancel
+            mm = bb.emit(R.matmul(rx, rw, out_dtype=None))
+            nm = bb.emit(R.permute_dims(mm, [1, 0]))  # y laid out (N, M)
+            rl = bb.emit(R.nn.relu(nm))  # relu in (N, M)
+            out = bb.emit(R.permute_dims(rl, [1, 0]))  # returned in logical order (M, N)
+            gv = bb.emit_output(relax.Tuple([out]))
+        bb.emit_func_output(gv)
+    tvm.ir.assert_structural_equal(backend.lower_program(program), bb.get())
+
+
+def test_backend_ir_kinds():
+    exe = backend.build(SCHEDULED["matmul"][0], parse_target("llvm"))
+    assert "R.matmul" in exe.backend_ir() and exe.backend_ir() == exe.backend_ir("relax")
+    assert "T.parallel" in exe.backend_ir("tir")
+    with pytest.raises(ValueError, match="'relax' or 'tir'"):
+        exe.backend_ir("llvm")
+
+
+# ---------------------------------------------------------------------------------------------
+# layouts on intermediates
+# ---------------------------------------------------------------------------------------------
+
+def _convnet() -> Program:
+    b = Builder()
+    x = b.input(T({"N": 2, "C": 4, "H": 8, "W": 8}))
+    w = b.input(T({"O": 8, "C": 4, "H": 3, "W": 3}))
+    fc = b.input(T({"F": 128, "K": 10}))
+    y = b.add("conv2d", [x, w], stride=(1, 1), padding=(1, 1), groups=1, **CONV)
+    y = b.add("relu", [y])
+    y = b.add("pool2d", [y], kind="max", kernel=(2, 2), stride=(2, 2), padding=(0, 0), spatial=("H", "W"))
+    y = b.add("flatten", [y], dims=("O", "H", "W"), into="F")
+    logits = b.add("contract", [y, fc], over=("F",))
+    return b.build([b.add("log_softmax", [logits], dim="K"), b.add("reduce_max", [y], dims=("F",))])
+
+
+def test_layouts_on_intermediates_give_the_same_results():
+    program = _convnet()
+    inputs = random_inputs(program, seed=3)
+    plain = backend.build(program, parse_target("llvm"))(*inputs)
+    conv, relu, pool = (e.out for e in program.eqns[:3])
+    laid_out = program.with_layouts({conv.id: ("N", "H", "W", "O"), relu.id: ("W", "N", "O", "H"),
+                                     pool.id: ("H", "W", "O", "N"), program.inputs[0].id: ("N", "H", "W", "C")})
+    got = backend.build(laid_out, parse_target("llvm"))(*inputs)
+    assert_close(got, plain, "float32")
+    assert_close(got, reference(program, inputs), "float32")
+
+
+# ---------------------------------------------------------------------------------------------
+# calling convention
+# ---------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def matmul_exe():
+    """A vectorized, parallel matmul: the kind of kernel a misaligned pointer used to crash."""
+    program = SCHEDULED["matmul"][0]
+    exe = backend.build(program, parse_target("llvm"))
+    assert exe.schedules == {"matmul": "contraction"}
+    return program, exe
+
+
+def _misaligned(a: np.ndarray) -> np.ndarray:
+    buf = np.empty(a.size + 17, a.dtype)
+    start = next(i for i in range(1, 17) if (buf.ctypes.data + i * a.itemsize) % 64)
+    out = buf[start:start + a.size].reshape(a.shape)
+    out[...] = a
+    assert out.ctypes.data % 64 != 0
+    return out
+
+
+def _aligned(a: np.ndarray) -> np.ndarray:
+    buf = np.empty(a.nbytes + 64, np.uint8)
+    off = (-buf.ctypes.data) % 64
+    out = buf[off:off + a.nbytes].view(a.dtype).reshape(a.shape)
+    out[...] = a
+    return out
+
+
+def test_numpy_inputs_misaligned_and_strided(matmul_exe):
+    program, exe = matmul_exe
+    x, w = random_inputs(program, seed=1)
+    want = reference(program, [x, w])
+    assert_close(exe(_misaligned(x), _misaligned(w)), want, "float32")
+    xf, wt = np.asfortranarray(x), np.ascontiguousarray(w.T).T  # same values, not C-contiguous
+    assert not xf.flags.c_contiguous and not wt.flags.c_contiguous
+    assert_close(exe(xf, wt), want, "float32")
+    big = np.zeros((x.shape[0], 2 * x.shape[1]), np.float32)
+    big[:, ::2] = x
+    assert_close(exe(big[:, ::2], w), want, "float32")
+
+
+def test_aligned_contiguous_numpy_inputs_are_not_copied():
+    a = _aligned(np.arange(64 * 48, dtype=np.float32).reshape(64, 48))
+    t = build_module._to_tvm(a, build_module.Signature(("A", "B"), (64, 48), "float32"), 0, tvm.cpu())
+    assert np.from_dlpack(t).ctypes.data == a.ctypes.data
+    m = _misaligned(a)
+    t = build_module._to_tvm(m, build_module.Signature(("A", "B"), (64, 48), "float32"), 0, tvm.cpu())
+    assert np.from_dlpack(t).ctypes.data % 64 == 0
+
+
+def test_torch_inputs_misaligned_and_strided(matmul_exe):
+    torch = pytest.importorskip("torch")
+    program, exe = matmul_exe
+    x, w = random_inputs(program, seed=2)
+    want = reference(program, [x, w])
+    assert_close(exe(torch.from_numpy(x.copy()), torch.from_numpy(w.copy())), want, "float32")
+    tm = torch.from_numpy(_misaligned(x))
+    assert tm.data_ptr() % 64 != 0
+    assert_close(exe(tm, torch.from_numpy(w)), want, "float32")
+    tt = torch.from_numpy(np.ascontiguousarray(x.T)).t()
+    assert not tt.is_contiguous()
+    assert_close(exe(tt, torch.from_numpy(w).requires_grad_()), want, "float32")
+
+
+def test_jax_inputs(matmul_exe):
+    jnp = pytest.importorskip("jax.numpy")
+    program, exe = matmul_exe
+    x, w = random_inputs(program, seed=4)
+    assert_close(exe(jnp.asarray(x), jnp.asarray(w)), reference(program, [x, w]), "float32")
+
+
+def test_outputs_are_numpy_arrays(matmul_exe):
+    program, exe = matmul_exe
+    out = exe(*random_inputs(program))
+    assert isinstance(out, list) and all(isinstance(o, np.ndarray) for o in out)
+
+
+def test_wrong_inputs_give_clear_errors(matmul_exe):
+    program, exe = matmul_exe
+    x, w = random_inputs(program)
+    with pytest.raises(BackendError, match=r"input 0 should be float32\{M: 128, K: 96\}.*got shape \(96, 128\)"):
+        exe(x.T.copy(), w)
+    with pytest.raises(BackendError, match=r"got shape \(96, 64\) float64.*astype\('float32'\)"):
+        exe(x, w.astype(np.float64))
+    with pytest.raises(BackendError, match="takes 2 inputs"):
+        exe(x)
+
+
+# ---------------------------------------------------------------------------------------------
+# targets and threads
+# ---------------------------------------------------------------------------------------------
+
+def test_llvm_target_uses_the_host_cpu_and_honours_options():
+    host = backend.tvm_target(parse_target("llvm"))
+    assert str(host.attrs["mcpu"]) == tvm.target.codegen.llvm_get_system_cpu()
+    chosen = backend.tvm_target(parse_target("llvm -mcpu=skylake-avx512 -num-cores=3"))
+    assert str(chosen.attrs["mcpu"]) == "skylake-avx512" and int(chosen.attrs["num-cores"]) == 3
+    with pytest.raises(BackendError, match="cannot use target"):
+        backend.tvm_target(parse_target("llvm -no-such-option=1"))
+
+
+def test_cuda_target_arch():
+    t = backend.tvm_target(parse_target("cuda -arch=sm_90"))
+    assert t.kind.name == "cuda" and str(t.attrs["arch"]) == "sm_90" and t.host.kind.name == "llvm"
+    assert backend.serves(parse_target("cuda")) and backend.serves(parse_target("llvm"))
+    assert not backend.serves(parse_target("tpu"))
+
+
+def test_tvm_uses_every_core_unless_told_otherwise():
+    assert os.environ["TVM_NUM_THREADS"] == str(build_module._cores()) or build_module._USER_THREADS
+
+
+# ---------------------------------------------------------------------------------------------
+# export / load, CUDA
+# ---------------------------------------------------------------------------------------------
+
+def test_export_load_round_trip(tmp_path: pathlib.Path):
+    program = _convnet()
+    inputs = random_inputs(program, seed=5)
+    exe = backend.build(program, parse_target("llvm"))
+    exe.export(tmp_path)
+    manifest = read_manifest(tmp_path)
+    assert manifest["backend"] == "tvm" and manifest["files"] == {"library": "model.so"}
+    assert (tmp_path / "model.so").is_file() and manifest["tvm_version"] == tvm.__version__
+    loaded = backend.load(tmp_path, manifest)
+    assert loaded.program is None  # the runtime alone: no program, no lowering
+    for got, want in zip(loaded(*inputs), exe(*inputs)):
+        np.testing.assert_array_equal(got, want)
+    with pytest.raises(BackendError, match="not kept in a loaded artifact"):
+        loaded.backend_ir()
+
+
+@pytest.fixture(scope="module")
+def cuda_export(tmp_path_factory):
+    """A matmul + softmax built for cuda and exported (built here; no GPU needed)."""
+    b = Builder()
+    x, w = b.input(T({"M": 64, "K": 32})), b.input(T({"K": 32, "N": 48}))
+    program = b.build([b.add("softmax", [b.add("contract", [x, w], over=("K",))], dim="N")])
+    exe = backend.build(program, parse_target("cuda -arch=sm_80"))
+    path = tmp_path_factory.mktemp("cuda")
+    exe.export(path)
+    return path, read_manifest(path), exe, program
+
+
+def test_cuda_artifacts_contain_kernels(cuda_export):
+    path, manifest, exe, _ = cuda_export
+    assert manifest["target"] == "cuda -arch=sm_80"
+    assert "__global__" in (path / manifest["files"]["cuda_source"]).read_text()
+    if "ptx" in manifest["files"]:
+        ptx = (path / manifest["files"]["ptx"]).read_text()
+        assert ".entry" in ptx and ".target sm_80" in ptx
+    else:  # nvcc is missing or failed: the manifest says why
+        assert "nvcc" in manifest["ptx_note"]
+    assert "T.thread_binding" in exe.backend_ir("tir") or "blockIdx" in exe.backend_ir("tir")
+
+
+@pytest.mark.skipif(tvm.cuda().exist, reason="this machine has a CUDA device")
+def test_calling_cuda_code_without_a_gpu_raises(cuda_export):
+    path, manifest, exe, program = cuda_export
+    with pytest.raises(BackendError, match="no CUDA device"):
+        exe(*random_inputs(program))
+    with pytest.raises(BackendError, match="no CUDA device"):
+        backend.load(path, manifest)
