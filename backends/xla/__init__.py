@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .executable import XLAExecutable
 
-__all__ = ["NAME", "available", "serves", "build", "load", "LOWERINGS", "UNSUPPORTED"]
+__all__ = ["NAME", "available", "serves", "build", "load", "tuning_options", "LOWERINGS", "UNSUPPORTED"]
 
 NAME = "xla"
 
@@ -47,6 +47,17 @@ def available() -> bool:
 def serves(target: Target) -> bool:
     """XLA serves the host CPU (``llvm``), ``cuda`` and ``tpu``."""
     return target.kind in ("llvm", "cuda", "tpu")
+
+
+def tuning_options(target: Target) -> list[dict[str, Any]]:
+    """Compile-option candidates for `nir tune`: the XLA:CPU knobs measured to matter on these machines
+    (the matmul library choice: YNNPACK fusions off, optionally oneDNN; fast math). None elsewhere."""
+    if target.kind != "llvm":
+        return []
+    no_ynn = {"xla_cpu_experimental_ynn_fusion_type": ""}
+    return [{"compiler_options": no_ynn},
+            {"compiler_options": {**no_ynn, "xla_cpu_use_onednn": True}},
+            {"compiler_options": {"xla_cpu_enable_fast_math": True}}]
 
 
 def build(program: "Program", target: "Target | str", **options: Any) -> "XLAExecutable":
