@@ -21,8 +21,8 @@ import numpy as np
 
 from .machine import library_versions, machine_info
 from .measure import calibrate, first_call, measure_memory, round_robin, stats
-from .report import (BenchResult, VariantResult, WorkloadResult, markdown_table, ratio_fields, table, write_json,
-                     write_plot)
+from .report import (BenchResult, VariantResult, WorkloadResult, markdown_table, ratio_fields, summary, table,
+                     write_json, write_plot)
 from .variants import (PEERS, TuningUnsupported, Variant, build, default_threads, nir_variants, peer_variants,
                        set_threads, to_numpy)
 from .workloads import FAMILIES, WORKLOADS, Workload, select
@@ -274,9 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not console.is_terminal:  # a pipe or a file: do not squeeze the table into 80 columns
         console = Console(width=170)
     console.print(table(result))
-    m = result.machine
-    console.print(f"{m['cpu_model']}, {m['cpus']} CPUs, {result.settings['threads']} threads; load average "
-                  f"{m['load_average'][0]:.2f} at start, {m['load_average_end'][0]:.2f} at end; {m['date']}")
+    console.print(summary(result))
     for note in result.notes:
         console.print(f"[yellow]note:[/yellow] {note}")
     if args.json:
@@ -289,5 +287,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print(f"wrote {args.markdown}")
     bad = [f"{w.name}/{v.name}" for w in result.workloads for v in w.variants if v.agrees is False]
     if bad:
-        console.print(f"[red]outputs differ from {result.workloads[0].oracle or 'the oracle'}:[/red] {', '.join(bad)}")
+        console.print(f"[red]outputs differ from each workload's oracle (nir-reference, else numpy):[/red] {', '.join(bad)}")
     return 1 if bad else 0

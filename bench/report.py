@@ -8,7 +8,8 @@ import pathlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["VariantResult", "WorkloadResult", "BenchResult", "table", "write_json", "write_plot", "SCHEMA"]
+__all__ = ["VariantResult", "WorkloadResult", "BenchResult", "table", "markdown_table", "summary", "write_json",
+           "write_plot", "SCHEMA"]
 
 SCHEMA = "nir-bench/1"
 
@@ -85,6 +86,20 @@ class BenchResult:
         return {"schema": SCHEMA, **asdict(self)}
 
 
+def threads_label(result: BenchResult) -> str:
+    """``"2 threads"`` / ``"1 thread"``."""
+    n = result.settings["threads"]
+    return f"{n} thread" + ("s" if n != 1 else "")
+
+
+def summary(result: BenchResult) -> str:
+    """One line: machine, threads, load average at start and end, date."""
+    m = result.machine
+    end = m.get("load_average_end", m["load_average"])
+    return (f"{m['cpu_model']}, {m['cpus']} CPUs, {threads_label(result)}; load average {m['load_average'][0]:.2f} "
+            f"at start, {end[0]:.2f} at end; {m['date']}")
+
+
 def _time(s: float | None) -> str:
     if s is None:
         return "-"
@@ -110,7 +125,7 @@ def _bytes(n: int | None) -> str:
 def table(result: BenchResult) -> Any:
     """A rich Table: one row per variant, grouped by workload."""
     from rich.table import Table
-    t = Table(title=f"nir bench ({result.settings['size']} size, {result.settings['threads']} threads, "
+    t = Table(title=f"nir bench ({result.settings['size']} size, {threads_label(result)}, "
                     f"{result.settings['rounds']} rounds)", show_lines=False)
     for col, just in (("workload", "left"), ("variant", "left"), ("compile+1st", "right"), ("median", "right"),
                       ("p25-p75", "right"), ("x best peer", "right"), ("peak RSS MiB", "right"),
@@ -171,7 +186,7 @@ def write_plot(result: BenchResult, path: str | pathlib.Path) -> pathlib.Path:
     names = list(dict.fromkeys(v.name for w in result.workloads for v in w.variants
                                if v.ok and v.ratio is not None))
     workloads = [w for w in result.workloads if any(v.ok and v.ratio is not None for v in w.variants)]
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.4 * len(workloads) + 2), 4.5))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(workloads) + 3), 4.5))
     width = 0.8 / max(len(names), 1)
     cmap = plt.get_cmap("tab10")
     for j, name in enumerate(names):
@@ -191,9 +206,8 @@ def write_plot(result: BenchResult, path: str | pathlib.Path) -> pathlib.Path:
     ax.set_xticks(range(len(workloads)), [w.name for w in workloads], rotation=20, ha="right")
     ax.set_ylabel("median time / best peer's (log)")
     m = result.machine
-    ax.set_title(f"nir bench, {result.settings['size']} size: {m['cpu_model']}, {result.settings['threads']} threads",
-                 fontsize=10)
-    ax.legend(fontsize=8, ncol=min(len(names), 4))
+    ax.set_title(f"nir bench, {result.settings['size']} size: {m['cpu_model']}, {threads_label(result)}", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.grid(axis="y", which="both", alpha=0.3)
     fig.tight_layout()
     path = pathlib.Path(path)

@@ -88,12 +88,13 @@ def set_threads(n: int) -> list[str]:
     """Give torch, TVM, XLA and BLAS ``n`` threads (see the module docstring); returns notes on what
     could not be honoured (a library already started)."""
     notes = []
+    blas_preset = os.environ.get("OPENBLAS_NUM_THREADS") == str(n)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TVM_NUM_THREADS"):
         os.environ[var] = str(n)
     cpus = sorted(os.sched_getaffinity(0))
     if n < len(cpus):
         os.sched_setaffinity(0, cpus[:n])
-        if "numpy" in _imported():
+        if "numpy" in _imported() and not blas_preset:
             notes.append(f"numpy's BLAS started before --threads {n}: it keeps its own thread count but runs on "
                          f"{n} CPU(s); set OPENBLAS_NUM_THREADS={n} in the environment for an exact count")
     elif n > len(cpus):
