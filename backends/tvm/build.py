@@ -32,7 +32,7 @@ from nir.types import TensorType, canonical_dtype, numpy_dtype
 from .lower import LOWERINGS, lower_program
 from .schedule import schedule_module
 
-__all__ = ["TVMExecutable", "build", "load", "tvm_target", "unsupported", "Signature", "DEFAULT_CUDA_ARCH"]
+__all__ = ["TVMExecutable", "build", "load", "tvm_target", "unsupported", "Signature", "DEFAULT_CUDA_ARCH", "ptx"]
 
 NAME = "tvm"
 LIBRARY = "model.so"
@@ -83,7 +83,7 @@ def tvm_target(target: Target) -> tvm.target.Target:
 
     llvm: the host CPU unless ``-mcpu=`` names another, ``-num-cores=`` (default: the cores this
     process may use), other ``-key=value`` options passed through. cuda: ``-arch=`` (default: the
-    GPU's own, else sm_80) with the host CPU as host.
+    GPU's own, else sm_80) with a generic CPU of the host's architecture as host.
     """
     opts = dict(target.options)
     try:
@@ -100,7 +100,9 @@ def tvm_target(target: Target) -> tvm.target.Target:
             if arch is None:
                 dev = tvm.cuda()
                 arch = "sm_" + dev.compute_version.replace(".", "") if dev.exist else DEFAULT_CUDA_ARCH
-            return tvm.target.Target({"kind": "cuda", "arch": arch, **opts}, host=_host())
+            # the host side only launches kernels: keep it generic so the library loads on any x86-64 host
+            host = {k: v for k, v in _host().items() if k != "mcpu"}
+            return tvm.target.Target({"kind": "cuda", "arch": arch, **opts}, host=host)
     except (ValueError, TypeError, RuntimeError) as e:
         raise BackendError(f"the tvm backend cannot use target {str(target)!r}: {e}. "
                            "Known options: llvm -mcpu=<cpu> -num-cores=<n>; cuda -arch=sm_XX") from None
@@ -210,7 +212,9 @@ class TVMExecutable:
         """The device the program runs on."""
         return tvm.cuda() if self.target.kind == "cuda" else tvm.cpu()
 
-    def _function(self) -> Any:
+    def vm_function(self) -> Any:
+        """The compiled entry function itself: TVM tensors on `device` in, a tuple of TVM tensors out.
+        No checks and no conversions (for timing kernels)."""
         if self._main is None:
             if self.target.kind == "cuda" and not tvm.cuda().exist:
                 raise BackendError(
@@ -224,7 +228,7 @@ class TVMExecutable:
 
     def __call__(self, *arrays: Any) -> list[np.ndarray]:
         """Run the program; inputs may be numpy arrays, torch tensors, jax arrays or TVM tensors."""
-        fn = self._function()
+        fn = self.vm_function()
         if len(arrays) != len(self.inputs):
             want = ", ".join(s.pretty() for s in self.inputs)
             raise BackendError(f"the program takes {len(self.inputs)} inputs ({want}), got {len(arrays)}")
@@ -243,6 +247,10 @@ class TVMExecutable:
             raise BackendError(f"the {kind} text is not kept in a loaded artifact; build the program to see it")
         return text
 
+    def cuda_source(self) -> str:
+        """The CUDA C source of a program built for cuda (BackendError for other targets)."""
+        return _cuda_source(self.library)
+
     def export(self, path: str | os.PathLike) -> pathlib.Path:
         """Write ``model.so`` (plus the CUDA source and PTX for cuda) and ``manifest.json`` into ``path``."""
         if self.program is None:
@@ -254,7 +262,7 @@ class TVMExecutable:
         extra: dict[str, Any] = {"tvm_version": tvm.__version__, "tvm_target": self._tvm_target_json,
                                  "schedules": self.schedules}
         if self.target.kind == "cuda":
-            src = cuda_source(self.library)
+            src = self.cuda_source()
             (path / CUDA_SOURCE).write_text(src)
             files["cuda_source"] = CUDA_SOURCE
             try:
@@ -272,8 +280,8 @@ def _modules(m: tvm.runtime.Module):
         yield from _modules(sub)
 
 
-def cuda_source(library: tvm.runtime.Module) -> str:
-    """The CUDA C source of a cuda-built library."""
+def _cuda_source(library: Any) -> str:
+    """The CUDA C source inside a cuda-built library."""
     for m in _modules(library.mod if hasattr(library, "mod") else library):
         if m.kind == "cuda":
             return m.inspect_source("cuda")
@@ -331,12 +339,16 @@ def _compile(mod: tvm.IRModule, target: Target, ttarget: tvm.target.Target, tuni
     return lib, scheduled.script(), report
 
 
-def build(program: Program, target: Target | str, *, tuning_db: Any = None, schedule: bool = True) -> TVMExecutable:
+def build(program: Program, target: Target | str, *, tuning_db: Any = None, schedule: bool = True,
+          fast_math: bool = False) -> TVMExecutable:
     """Compile ``program`` for ``target`` (llvm or cuda).
 
     ``tuning_db``: a MetaSchedule database (or its work_dir) whose records schedule the PrimFuncs they
     match; the default schedules take the rest. ``schedule=False`` keeps TVM's plain loops on the CPU
-    (slow; for debugging a schedule). Raises BackendError for a primitive this backend cannot lower.
+    (slow; for debugging a schedule). ``fast_math=True`` computes exp, tanh, erf (so gelu) and softmax
+    with TVM's vectorizable polynomial approximations (relative error below 1e-6 for finite results,
+    several times faster on CPUs; but no inf on overflow). Raises BackendError for a primitive this
+    backend cannot lower.
     """
     target = parse_target(target)
     if target.kind not in ("llvm", "cuda"):
@@ -350,6 +362,8 @@ def build(program: Program, target: Target | str, *, tuning_db: Any = None, sche
                            "Use another backend for this program (e.g. backend='xla' or 'reference')")
     ttarget = tvm_target(target)
     mod = lower_program(program)
+    if fast_math:
+        mod = relax.transform.FastMathTransform()(mod)
     lib, tir_text, report = _compile(mod, target, ttarget, tuning_db, schedule)
     return TVMExecutable(lib, target, [Signature.of(v.type) for v in program.inputs],
                          [Signature.of(v.type) for v in program.outputs], program=program,

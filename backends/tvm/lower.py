@@ -133,7 +133,7 @@ def _axes(x: Named, names: Sequence[str]) -> list[int]:
 
 UNARY: dict[str, Callable[[relax.Expr], relax.Expr]] = {
     "neg": R.negative, "abs": R.abs, "relu": R.nn.relu, "exp": R.exp, "log": R.log, "sqrt": R.sqrt,
-    "rsqrt": R.rsqrt, "tanh": R.tanh, "sigmoid": R.sigmoid, "gelu": R.nn.gelu, "sin": R.sin, "cos": R.cos,
+    "rsqrt": R.rsqrt, "tanh": R.tanh, "sigmoid": R.sigmoid, "sin": R.sin, "cos": R.cos,
     "erf": R.erf, "logical_not": R.logical_not,
 }
 BINARY: dict[str, Callable[[relax.Expr, relax.Expr], relax.Expr]] = {
@@ -160,6 +160,16 @@ def _trailing(order: Sequence[str], x: Named) -> Sequence[str]:
     while lead < len(order) and order[lead] not in x.names:
         lead += 1
     return order[lead:]
+
+
+def _gelu(eqn: Eqn, x: Named) -> Named:
+    """Exact GELU, ``x/2 * (1 + erf(x/sqrt(2)))``, in float32 for low precision. Spelled out (not
+    R.nn.gelu) so that ``fast_math`` can replace the erf; fusion makes it one kernel either way."""
+    y = upcast(x)
+    half, root = relax.const(0.5, y.dtype), relax.const(1 / math.sqrt(2), y.dtype)
+    e = R.erf(R.multiply(y.expr, root))
+    out = R.multiply(R.multiply(y.expr, half), R.add(e, relax.const(1.0, y.dtype)))
+    return downcast(bind(out, x.names), x.dtype)
 
 
 def _cast(eqn: Eqn, x: Named) -> Named:
@@ -225,15 +235,23 @@ def _arg(fn: Callable[..., relax.Expr]) -> Lowering:
     return lower
 
 
+def _innermost(x: Named, dims: Sequence[str]) -> Named:
+    """``x`` with ``dims`` moved to the innermost axes (in their current order): a normalization runs
+    along contiguous rows, which the CPU schedules handle far better than strided columns (the two
+    tiled transposes cost less than the strided passes)."""
+    return permute(x, [n for n in x.names if n not in dims] + [n for n in x.names if n in dims])
+
+
 def _softmax(fn: Callable[..., relax.Expr]) -> Lowering:
     def lower(eqn: Eqn, x: Named) -> Named:
-        y = upcast(x)
-        return downcast(bind(fn(y.expr, axis=x.names.index(eqn.kwargs["dim"])), x.names), x.dtype)
+        y = upcast(_innermost(x, (eqn.kwargs["dim"],)))
+        return downcast(bind(fn(y.expr, axis=len(y.names) - 1), y.names), x.dtype)
     return lower
 
 
 def _layer_norm(eqn: Eqn, x: Named) -> Named:
     p = eqn.kwargs
+    x = _innermost(x, p["dims"])
     y = upcast(x)
     axes = sorted(_axes(x, p["dims"]))
     shape = [x.shape[a] for a in axes]
@@ -384,6 +402,7 @@ def _take(eqn: Eqn, x: Named, idx: Named) -> Named:
 LOWERINGS: dict[str, Lowering] = {
     **{name: _elementwise(fn) for name, fn in UNARY.items()},
     **{name: _elementwise(fn, wide=name == "pow") for name, fn in BINARY.items()},  # TVM: no bfloat16 pow
+    "gelu": _gelu,
     "where": _elementwise(R.where),
     "cast": _cast,
     "full": _full,

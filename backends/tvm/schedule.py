@@ -9,6 +9,9 @@ that accepts it schedules it:
   input padding inlined and the elementwise epilogue scheduled like `injective` blocks.
 * `row_reduction` - dlight's CPU rule for softmax / layer_norm shaped funcs (reductions and
   elementwise blocks sharing leading spatial axes).
+* `column_reduction` - a single reduction over outer dims: the innermost output loop is vectorized
+  inside the reduction loops.
+* `transpose` - an elementwise block reading an input across its rows: tiled.
 * `generic` - everything else: inline what can be inlined, then each block gets its leading spatial
   loops fused and run in parallel and (when it is elementwise) its innermost loop vectorized.
 
@@ -220,11 +223,11 @@ def _contiguous_in(region: tvm.ir.expr.TensorRegion, var: tirx.Var) -> bool:
 
 
 def _vector_tile(n: int, lanes: int) -> int | None:
-    """Elements of the innermost output loop one register-tile row holds: two or one full vectors
-    when they divide ``n``, else all of a short loop, else the largest divisor of ``n`` >= 4."""
-    exact = _divisor(n, [lanes * TILE_VECTORS, lanes])
-    if exact is not None:
-        return exact
+    """Elements of the innermost output loop one register-tile row holds: the largest of 2, 1, 1/2 or
+    1/4 vectors that divides ``n``, else all of a short loop, else the largest divisor of ``n`` >= 4."""
+    whole = _divisor(n, [lanes * TILE_VECTORS, lanes, lanes // 2, lanes // 4])
+    if whole is not None and whole >= 4:
+        return whole
     if n <= lanes * TILE_VECTORS:
         return n
     return next((d for d in range(lanes * TILE_VECTORS, 3, -1) if n % d == 0), None)
@@ -234,9 +237,104 @@ _ROW_REDUCTION = dl.cpu.Reduction()
 
 
 
+def _reduces_innermost(sch: s_tir.Schedule, info: SBlockInfo) -> bool:
+    """Whether the block's reduction loops index only the innermost (trailing) dims of what it reads."""
+    rvars = [it.var for it in info.iters if it.kind == "R"]
+    stmt = sch.get(info.block_rv)
+    out = stmt.writes[0].source
+    for region in stmt.reads:
+        if region.source.same_as(out):
+            continue
+        dims = [tirx.analysis.undefined_vars(d.min) for d in region.region]
+        uses = [any(v.same_as(r) for v in d for r in rvars) for d in dims if d]  # constant dims: no matter
+        if True in uses and not all(uses[uses.index(True):]):
+            return False
+    return True
+
+
 def row_reduction(sch: s_tir.Schedule, target: Target) -> s_tir.Schedule | None:
-    """dlight's CPU reduction rule (softmax, layer_norm, ...); returns its own schedule."""
+    """dlight's CPU reduction rule (softmax, layer_norm, ...) for reductions over the innermost dims;
+    returns its own schedule. (Over outer dims it would recompute each reduction per output row.)"""
+    infos = normalize_prim_func(sch) or []
+    if not all(_reduces_innermost(sch, b) for b in infos if b.is_reduction()):
+        return None
     return _ROW_REDUCTION.apply(sch.mod["main"], target, False)
+
+
+def column_reduction(sch: s_tir.Schedule, target: Target) -> bool:
+    """One reduction block over outer dims (``y[a, c] = sum_b x[a, b, c]``): the innermost spatial loop
+    moves inside the reduction loops and is vectorized; the other spatial loops run in parallel."""
+    infos = _inline_all(sch)
+    if len(infos) != 1 or not infos[0].is_reduction() or _reduces_innermost(sch, infos[0]):
+        return False
+    info = infos[0]
+    kinds = info.dom_kind()
+    if "O" in kinds or "S" not in kinds or _write_dtype(sch, info.block_rv) == "bfloat16":
+        return False  # (TVM cannot lower a vectorized bfloat16 accumulation)
+    inner = [it.var for it, k in zip(info.iters, kinds) if k == "S"][-1]
+    stmt = sch.get(info.block_rv)
+    if not all(_contiguous_in(r, inner) for r in stmt.reads if inner in _region_vars(r)):
+        return False
+    loops = sch.get_loops(info.block_rv)
+    spatial = [lp for lp, k in zip(loops, kinds) if k == "S"]
+    reduce = [lp for lp, k in zip(loops, kinds) if k == "R"]
+    lanes = _lanes(target, _write_dtype(sch, info.block_rv))
+    n = _extent(sch, spatial[-1])
+    vec = _divisor(n, [lanes * 2, lanes, lanes // 2]) or (n if n <= lanes * 2 else None)
+    if vec is None:
+        return False
+    outer = spatial[:-1]
+    if vec < n:
+        s_o, s_i = sch.split(spatial[-1], [None, vec])
+        outer, inner = outer + [s_o], s_i
+    else:
+        inner = spatial[-1]
+    sch.reorder(*outer, *reduce, inner)
+    if outer:
+        fused = sch.fuse(*outer) if len(outer) > 1 else outer[0]
+        sch.parallel(fused)
+    sch.vectorize(inner)
+    sch.decompose_reduction(info.block_rv, reduce[0])
+    return True
+
+
+def _last_dim_iter(region: tvm.ir.expr.TensorRegion, info: SBlockInfo) -> int | None:
+    """The index of the block iter that alone indexes the region's last dim (None if not just one)."""
+    if not region.region:
+        return None
+    used = tirx.analysis.undefined_vars(region.region[-1].min)
+    found = [i for i, it in enumerate(info.iters) if any(v.same_as(it.var) for v in used)]
+    return found[0] if len(found) == 1 else None
+
+
+def transpose(sch: s_tir.Schedule, target: Target) -> bool:
+    """An elementwise block that reads some input along another axis than it writes (a transpose,
+    possibly fused with arithmetic): square tiles, so the strided reads of a tile stay in L1, the
+    tiles in parallel and the writes vectorized."""
+    infos = _inline_all(sch)
+    if len(infos) != 1 or not infos[0].is_injective():
+        return False
+    info = infos[0]
+    stmt = sch.get(info.block_rv)
+    w = _last_dim_iter(stmt.writes[0], info)
+    reads = [_last_dim_iter(r, info) for r in stmt.reads]
+    r = next((i for i in reads if i is not None and i != w), None)
+    if w is None or r is None:
+        return False
+    lanes = _lanes(target, _write_dtype(sch, info.block_rv))
+    loops = sch.get_loops(info.block_rv)
+    tw = _divisor(_extent(sch, loops[w]), [lanes, lanes // 2, 4])
+    tr = _divisor(_extent(sch, loops[r]), [lanes, lanes // 2, 4])
+    if tw is None or tr is None:
+        return False
+    r_o, r_i = sch.split(loops[r], [None, tr])
+    w_o, w_i = sch.split(loops[w], [None, tw])
+    outer = [lp for i, lp in enumerate(loops) if i not in (r, w)] + [r_o, w_o]
+    sch.reorder(*outer, r_i, w_i)
+    if math.prod(_extent(sch, lp) for lp in outer) * tr * tw >= MIN_PARALLEL_WORK:
+        sch.parallel(sch.fuse(*outer))
+    sch.vectorize(w_i)
+    return True
 
 
 def generic(sch: s_tir.Schedule, target: Target) -> bool:
@@ -250,6 +348,7 @@ def generic(sch: s_tir.Schedule, target: Target) -> bool:
 
 
 RULES: list[tuple[str, Callable]] = [("contraction", contraction), ("row_reduction", row_reduction),
+                                     ("column_reduction", column_reduction), ("transpose", transpose),
                                      ("generic", generic)]
 
 
@@ -274,6 +373,7 @@ def schedule_module(mod: tvm.IRModule, target: Target) -> tuple[tvm.IRModule, di
     """
     report: dict[str, str | None] = {}
     updates = {}
+    mod = mod.clone()  # the caller keeps the unscheduled module to fall back on
     for gv, func in mod.functions_items():
         if not isinstance(func, tirx.PrimFunc):
             continue

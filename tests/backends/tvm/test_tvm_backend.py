@@ -113,7 +113,7 @@ SCHEDULED = {
     "matmul": (one("contract", [T({"M": 128, "K": 96}), T({"K": 96, "N": 64})], over=("K",)), "contraction"),
     "matmul-odd": (one("contract", [T({"M": 33, "K": 17}), T({"K": 17, "N": 40})], over=("K",)), "contraction"),
     "matmul-w-transposed": (one("contract", [T({"M": 64, "K": 96}), T({"N": 48, "K": 96})], over=("K",)),
-                            "contraction"),
+                            "transpose"),
     "batched": (one("contract", [T({"B": 4, "M": 32, "K": 16}), T({"B": 4, "K": 16, "N": 64})], over=("K",)),
                 "contraction"),
     "matvec": (one("contract", [T({"M": 256, "K": 128}), T({"K": 128})], over=("K",)), "generic"),
@@ -126,20 +126,22 @@ SCHEDULED = {
     "conv-groups": (one("conv2d", [T({"N": 1, "C": 16, "H": 24, "W": 24}), T({"O": 32, "C": 4, "H": 3, "W": 3})],
                         stride=(1, 1), padding=(1, 1), groups=4, **CONV), "contraction"),
     "softmax": (one("softmax", [T({"B": 64, "D": 256})], dim="D"), "row_reduction"),
-    "softmax-outer": (one("softmax", [T({"B": 64, "D": 256})], dim="B"), "row_reduction"),
+    "softmax-outer": (one("softmax", [T({"B": 64, "D": 256})], dim="B"), "transpose"),  # D made innermost
     "layer_norm": (one("layer_norm", [T({"B": 64, "D": 256})], dims=("D",), eps=1e-5), "row_reduction"),
     "layer_norm-chw": (one("layer_norm", [T({"N": 4, "C": 16, "H": 8, "W": 8})], dims=("C", "H", "W"), eps=1e-5),
                        "row_reduction"),
-    "sum-middle": (one("reduce_sum", [T({"A": 16, "B": 64, "C": 32})], dims=("B",)), "generic"),
+    "sum-middle": (one("reduce_sum", [T({"A": 16, "B": 64, "C": 32})], dims=("B",)), "column_reduction"),
+    "sum-first": (one("reduce_sum", [T({"A": 16, "B": 64, "C": 32})], dims=("A", "B")), "column_reduction"),
+    "max-middle-odd": (one("reduce_max", [T({"A": 5, "B": 7, "C": 3})], dims=("B",)), "column_reduction"),
     "max-inner": (one("reduce_max", [T({"A": 64, "B": 512})], dims=("B",)), "generic"),
     "argmax": (one("argmax", [T({"A": 64, "B": 512})], dim="B"), "row_reduction"),
     "add-broadcast": (one("add", [T({"B": 64, "D": 512}), T({"D": 512})]), "generic"),
-    "mul-transposed": (one("mul", [T({"B": 64, "D": 512}), T({"D": 512, "B": 64})]), "generic"),
+    "mul-transposed": (one("mul", [T({"B": 64, "D": 512}), T({"D": 512, "B": 64})]), "transpose"),
     "gelu": (one("gelu", [T({"B": 128, "D": 300})]), "generic"),
-    "transpose": (one("align", [T({"B": 128, "D": 300})], dims=(("D", 300), ("B", 128))), "generic"),
+    "transpose": (one("align", [T({"B": 128, "D": 300})], dims=(("D", 300), ("B", 128))), "transpose"),
     "max-pool": (one("pool2d", [T({"N": 2, "C": 16, "H": 32, "W": 32})], kind="max", kernel=(3, 3), stride=(2, 2),
                      padding=(1, 1), spatial=("H", "W")), "generic"),
-    "concat": (one("concat", [T({"B": 64, "D": 256}), T({"D": 256, "B": 32})], dim="B"), "generic"),
+    "concat": (one("concat", [T({"B": 64, "D": 256}), T({"D": 256, "B": 32})], dim="B"), "transpose"),
 }
 
 
@@ -166,6 +168,33 @@ def test_a_schedule_rule_that_raises_is_skipped(monkeypatch):
     monkeypatch.setattr(schedule_module, "RULES", [("broken", broken), *schedule_module.RULES])
     exe = check(SCHEDULED["matmul"][0])
     assert exe.schedules == {"matmul": "contraction"}
+
+
+def _vectorized_bfloat16_accumulation(sch, target):
+    """A schedule TVM accepts but cannot compile: a vectorized bfloat16 accumulation."""
+    block = sch.get_child_blocks(sch.get_sblock("root"))[0]
+    a, c, b = sch.get_loops(block)
+    sch.reorder(a, b, c)
+    sch.vectorize(c)
+    sch.decompose_reduction(block, b)
+    return True
+
+
+def test_a_schedule_that_does_not_compile_falls_back_to_plain_loops(monkeypatch):
+    monkeypatch.setattr(schedule_module, "RULES", [("uncompilable", _vectorized_bfloat16_accumulation)])
+    program = one("reduce_max", [T({"A": 4, "B": 8, "C": 16}, "bfloat16")], dims=("B",))
+    with pytest.warns(RuntimeWarning, match="failed to compile.*unscheduled loops"):
+        exe = check(program, dtype="bfloat16")
+    assert set(exe.schedules.values()) == {None}
+
+
+def test_fast_math_is_close_and_replaces_the_transcendentals():
+    b = Builder()
+    x = b.input(T({"B": 64, "D": 256}))
+    program = b.build([b.add("softmax", [x], dim="D"), b.add("gelu", [x]), b.add("exp", [x]), b.add("tanh", [x])])
+    exe = check(program, fast_math=True)
+    tir = exe.backend_ir("tir")
+    assert "fast_erf" in tir and "fast_softmax" in tir and "fast_exp" in tir and "fast_tanh" in tir
 
 
 def test_unscheduled_build_still_runs():
