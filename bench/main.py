@@ -146,6 +146,7 @@ def run_workload(workload: Workload, variants: list[Variant], plan: Plan, notes:
         r.calls_per_sample = counts[v.name]
         r.output_bytes = sum(a.nbytes for a in outputs[v.name])
         r.intermediate_bytes, r.intermediates_from = built.intermediate_bytes, built.intermediates_from
+        r.note = built.note
     _check(w, results, outputs, workload)
     samples = round_robin(calls, counts, plan.rounds, on_round=lambda: progress.step(f"{workload.name}: timing"))
     if not calls:
@@ -187,7 +188,7 @@ def measure_memories(result: BenchResult, plan: Plan, progress: "Progress") -> N
                 m = measure_memory(w.name, variant, plan.size, plan.seed, plan.threads)
                 r.baseline_rss, r.peak_rss = m.baseline_rss, m.peak_rss
             except Exception as e:  # noqa: BLE001 - report it, keep the timings
-                r.note = f"memory: {_first_line(e)}"
+                r.note = "; ".join(filter(None, [r.note, f"memory: {_first_line(e)}"]))
 
 
 class Progress:
@@ -277,6 +278,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     console.print(summary(result))
     for note in result.notes:
         console.print(f"[yellow]note:[/yellow] {note}")
+    for w in result.workloads:
+        for v in w.variants:
+            if v.ok and v.note:
+                console.print(f"[yellow]note:[/yellow] {w.name}/{v.name}: {v.note}")
     if args.json:
         console.print(f"wrote {write_json(result, args.json)}")
     if args.plot:

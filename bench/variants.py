@@ -77,6 +77,7 @@ class Built:
     build_s: float
     intermediate_bytes: int | None = None  # bytes of values between inputs and outputs, where knowable
     intermediates_from: str = ""           # what ``intermediate_bytes`` counts
+    note: str = ""                         # e.g. that a tuned variant found no tuning record
 
 
 def default_threads() -> int:
@@ -163,9 +164,9 @@ def build(variant: Variant, workload: Workload, inputs: Sequence[NamedTensor], t
     args = [jax.device_put(a) for a in arrays]
     jax.block_until_ready(args)
     built = Built(lambda: jax.block_until_ready(jitted(*args)), time.perf_counter() - t0)
+    if not intermediates:
+        return built
     try:  # XLA can say how much scratch memory the compiled program needs
-        if not intermediates:
-            return built
         built.intermediate_bytes = int(jitted.lower(*args).compile().memory_analysis().temp_size_in_bytes)
         built.intermediates_from = "XLA temp buffers"
     except Exception:  # noqa: BLE001 - an optional figure; older or other jaxlibs may not report it
@@ -185,7 +186,10 @@ def _build_nir(variant: Variant, workload: Workload, inputs: Sequence[NamedTenso
         raise
     build_s = time.perf_counter() - t0
     _, intermediates = program_bytes(compiled.program)
-    return Built(lambda: compiled(*inputs), build_s, intermediates, "nir IR values")
+    note = ""
+    if variant.tuning is not None and not getattr(compiled, "tuned", True):
+        note = f"no tuning record for this program in {variant.tuning}: compiled untuned"
+    return Built(lambda: compiled(*inputs), build_s, intermediates, "nir IR values", note)
 
 
 def program_bytes(program: nir.Program) -> tuple[int, int]:
