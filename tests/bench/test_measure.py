@@ -1,0 +1,28 @@
+"""The measurement method: round-robin order, samples per variant, summary statistics."""
+
+from nir.bench.measure import calibrate, round_robin, stats
+
+
+def test_round_robin_rotates_the_order_every_round():
+    seen = []
+    calls = {n: (lambda n=n: seen.append(n)) for n in "abc"}
+    samples = round_robin(calls, {"a": 1, "b": 1, "c": 1}, rounds=3)
+    assert seen == list("abc" "bca" "cab")
+    assert all(len(s) == 3 and min(s) >= 0 for s in samples.values())
+
+
+def test_each_sample_runs_the_calibrated_number_of_calls():
+    seen = []
+    round_robin({"a": lambda: seen.append("a"), "b": lambda: seen.append("b")}, {"a": 4, "b": 1}, rounds=2)
+    assert seen.count("a") == 8 and seen.count("b") == 2
+
+
+def test_calibrate_runs_the_warmup_calls_and_asks_for_at_least_one_call():
+    seen = []
+    assert calibrate(lambda: seen.append(1), warmup=5, sample_s=0.0) == 1
+    assert len(seen) == 5 + 3  # warm-up, then three timed calls
+
+
+def test_stats_are_median_quartiles_and_minimum():
+    s = stats([5.0, 1.0, 3.0, 2.0, 4.0])
+    assert (s.median, s.p25, s.p75, s.min, s.n) == (3.0, 2.0, 4.0, 1.0, 5)
