@@ -133,8 +133,14 @@ class Signature:
         return self.dtype + TensorType(tuple(zip(self.names, self.shape)), self.dtype).pretty()
 
 
-def _aligned_contiguous(a: np.ndarray) -> bool:
-    return a.flags.c_contiguous and a.ctypes.data % ALIGNMENT == 0
+def _zero_copy_ok(a: np.ndarray) -> bool:
+    """Whether TVM can use ``a``'s memory as it is (DLPack refuses read-only arrays)."""
+    return a.flags.c_contiguous and a.flags.writeable and a.ctypes.data % ALIGNMENT == 0
+
+
+def _c_order(a: np.ndarray) -> np.ndarray:
+    """``a`` as a C-contiguous array (np.ascontiguousarray would turn a 0-d array into 1-d)."""
+    return a if a.flags.c_contiguous else a.copy(order="C")
 
 
 def _to_tvm(x: Any, sig: Signature, index: int, device: tvm.runtime.Device) -> tvm.runtime.Tensor:
@@ -155,9 +161,9 @@ def _to_tvm(x: Any, sig: Signature, index: int, device: tvm.runtime.Device) -> t
     if isinstance(x, tvm.runtime.Tensor):
         return x if x.device == device else x.copyto(device)
     if isinstance(x, np.ndarray):
-        if _aligned_contiguous(x) and device.dlpack_device_type() == 1 and sig.dtype != "bfloat16":
+        if _zero_copy_ok(x) and device.dlpack_device_type() == 1 and sig.dtype != "bfloat16":
             return tvm.runtime.from_dlpack(x)
-        return tvm.runtime.tensor(np.ascontiguousarray(x), device)  # TVM allocates aligned memory
+        return tvm.runtime.tensor(_c_order(x), device)  # TVM allocates aligned memory
     try:
         t = tvm.runtime.from_dlpack(x)  # checks 64-byte alignment and contiguity
     except Exception:  # noqa: BLE001 - misaligned or strided: copy below
@@ -166,7 +172,7 @@ def _to_tvm(x: Any, sig: Signature, index: int, device: tvm.runtime.Device) -> t
         if hasattr(x, "contiguous") and hasattr(x, "clone"):  # torch: a fresh tensor is aligned
             t = tvm.runtime.from_dlpack(x.detach().contiguous().clone())
         else:  # jax and others convert to numpy (jax bfloat16 comes back as ml_dtypes.bfloat16)
-            return tvm.runtime.tensor(np.ascontiguousarray(np.asarray(x)), device)
+            return tvm.runtime.tensor(_c_order(np.asarray(x)), device)
     return t if t.device == device else t.copyto(device)
 
 

@@ -28,7 +28,7 @@ from tvm.relax import op as R
 
 from nir import ops
 from nir.ir import Eqn, Program
-from nir.types import numpy_dtype
+from nir.types import is_float, numpy_dtype
 
 __all__ = ["Named", "LOWERINGS", "lower_program", "LOW_PRECISION"]
 
@@ -131,14 +131,38 @@ def _axes(x: Named, names: Sequence[str]) -> list[int]:
 # elementwise
 # ---------------------------------------------------------------------------------------------
 
+def _zero(x: relax.Expr) -> relax.Expr:
+    return relax.const(0, x.ty.dtype)
+
+
+def _isnan(a: relax.Expr) -> relax.Expr:
+    """R.isnan, through float32 for bfloat16 (which TVM's isnan lacks; ``a != a`` would be simplified away)."""
+    return R.isnan(R.astype(a, "float32") if str(a.ty.dtype) == "bfloat16" else a)
+
+
+def _nan_max(a: relax.Expr, b: relax.Expr) -> relax.Expr:
+    """numpy's maximum: NaN if either operand is NaN (TVM's max returns the other operand)."""
+    if not is_float(str(a.ty.dtype)):
+        return R.maximum(a, b)
+    return R.where(R.logical_or(R.greater(a, b), _isnan(a)), a, b)
+
+
+def _nan_min(a: relax.Expr, b: relax.Expr) -> relax.Expr:
+    """numpy's minimum: NaN if either operand is NaN."""
+    if not is_float(str(a.ty.dtype)):
+        return R.minimum(a, b)
+    return R.where(R.logical_or(R.less(a, b), _isnan(a)), a, b)
+
+
 UNARY: dict[str, Callable[[relax.Expr], relax.Expr]] = {
-    "neg": R.negative, "abs": R.abs, "relu": R.nn.relu, "exp": R.exp, "log": R.log, "sqrt": R.sqrt,
+    "neg": R.negative, "abs": R.abs, "relu": lambda x: R.where(R.less(x, _zero(x)), _zero(x), x),  # keeps NaN
+    "exp": R.exp, "log": R.log, "sqrt": R.sqrt,
     "rsqrt": R.rsqrt, "tanh": R.tanh, "sigmoid": R.sigmoid, "sin": R.sin, "cos": R.cos,
     "erf": R.erf, "logical_not": R.logical_not,
 }
 BINARY: dict[str, Callable[[relax.Expr, relax.Expr], relax.Expr]] = {
     "add": R.add, "sub": R.subtract, "mul": R.multiply, "div": R.divide, "pow": R.power,
-    "maximum": R.maximum, "minimum": R.minimum, "eq": R.equal, "ne": R.not_equal, "lt": R.less,
+    "maximum": _nan_max, "minimum": _nan_min, "eq": R.equal, "ne": R.not_equal, "lt": R.less,
     "le": R.less_equal, "gt": R.greater, "ge": R.greater_equal, "logical_and": R.logical_and,
     "logical_or": R.logical_or,
 }
@@ -184,8 +208,9 @@ def _full(eqn: Eqn) -> Named:
     p = eqn.kwargs
     order = eqn.out.physical_order
     sizes = eqn.out.type.sizes
-    fill = relax.const(np.asarray(p["value"], dtype=numpy_dtype(p["dtype"])), p["dtype"])
-    return bind(R.full([sizes[n] for n in order], fill, p["dtype"]), order)
+    # a broadcast 0-d constant, not R.full: TVM cannot legalize R.full with an infinite or NaN value
+    fill = bind(relax.const(np.asarray(p["value"], dtype=numpy_dtype(p["dtype"])), p["dtype"]), ())
+    return broadcast(reshape(fill, [(n, 1) for n in order]), sizes)
 
 
 def _iota(eqn: Eqn) -> Named:
@@ -200,7 +225,7 @@ def _constant(eqn: Eqn) -> Named:
     t = eqn.out.type
     order = eqn.out.physical_order
     data = np.frombuffer(eqn.kwargs["data"], dtype=numpy_dtype(t.dtype)).reshape(t.shape)
-    data = np.ascontiguousarray(ops.to_order(data, t.names, order))
+    data = ops.to_order(data, t.names, order).copy(order="C")  # (ascontiguousarray makes 0-d arrays 1-d)
     return bind(relax.const(data, t.dtype), order)
 
 
@@ -215,6 +240,13 @@ REDUCE: dict[str, tuple[Callable[..., relax.Expr], bool]] = {
 }
 
 
+def _any_nan(x: Named, axes: list[int]) -> relax.Expr:
+    """Per reduced slice of float ``x``: whether it holds a NaN (TVM's max/min/argmax skip NaNs,
+    numpy's and the reference's return them)."""
+    flags = R.astype(R.isnan(upcast(x).expr), "int8")
+    return R.astype(R.max(flags, axis=axes, keepdims=False), "bool")
+
+
 def _reduce(name: str) -> Lowering:
     fn, wide = REDUCE[name]
 
@@ -222,16 +254,24 @@ def _reduce(name: str) -> Lowering:
         dims = eqn.kwargs["dims"]
         y = upcast(x) if wide else x
         keep = tuple(n for n in x.names if n not in dims)
-        return downcast(bind(fn(y.expr, axis=_axes(x, dims), keepdims=False), keep), x.dtype)
+        out = fn(y.expr, axis=_axes(x, dims), keepdims=False)
+        if name in ("reduce_max", "reduce_min") and is_float(x.dtype):
+            out = R.where(_any_nan(x, _axes(x, dims)), relax.const(float("nan"), x.dtype), out)
+        return downcast(bind(out, keep), x.dtype)
     return lower
 
 
 def _arg(fn: Callable[..., relax.Expr]) -> Lowering:
     def lower(eqn: Eqn, x: Named) -> Named:
         dim = eqn.kwargs["dim"]
+        axis = x.names.index(dim)
         keep = tuple(n for n in x.names if n != dim)
-        x = upcast(x)  # exact, and TVM's argmax/argmin reject bfloat16
-        return bind(R.astype(fn(x.expr, axis=x.names.index(dim), keepdims=False), "int64"), keep)
+        y = upcast(x)  # exact, and TVM's argmax/argmin reject bfloat16
+        out = fn(y.expr, axis=axis, keepdims=False)
+        if is_float(x.dtype):  # like numpy, the first NaN wins
+            first_nan = R.argmax(R.astype(R.isnan(y.expr), "int8"), axis=axis, keepdims=False)
+            out = R.where(_any_nan(x, [axis]), first_nan, out)
+        return bind(R.astype(out, "int64"), keep)
     return lower
 
 

@@ -103,6 +103,28 @@ def test_every_primitive_under_random_physical_layouts():
     assert not failures, "\n".join(failures)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_nan_and_inf_propagate_like_the_reference(dtype):
+    b = Builder()
+    x, y = b.input(T({"A": 6, "B": 32}, dtype)), b.input(T({"A": 6, "B": 32}, dtype))
+    outs = [b.add("relu", [x]), b.add("maximum", [x, y]), b.add("minimum", [x, y]),
+            b.add("reduce_max", [x], dims=("B",)), b.add("reduce_min", [x], dims=("A",)),
+            b.add("argmax", [x], dim="B"), b.add("argmin", [x], dim="A")]
+    program = b.build(outs)
+    xs, ys = random_inputs(program, seed=9)
+    xs[0, 3], xs[1, 0], xs[2, 5], ys[3, 3], xs[4, 31] = np.nan, np.inf, -np.inf, np.nan, np.nan
+    check(program, [xs, ys], dtype=dtype)
+
+
+def test_scalars_and_infinite_fills():
+    b = Builder()
+    s = b.input(T({}))
+    inf = b.add("full", [], value=-np.inf, dims=(("A", 3),), dtype="float32")
+    program = b.build([b.add("maximum", [b.add("align", [s], dims=(("A", 3),)), inf]), b.add("neg", [s]),
+                       b.add("full", [], value=np.nan, dims=(), dtype="float32")])
+    check(program, [np.array(2.5, np.float32)])
+
+
 # ---------------------------------------------------------------------------------------------
 # default schedules: shapes big enough for each rule
 # ---------------------------------------------------------------------------------------------
@@ -245,7 +267,8 @@ def test_relax_for_physical_layouts_permutes_at_the_boundary_and_composes_permut
             # x enters as (M, K) and is laid out (K, M); contract wants (M, K) again: the two permutes cancel
             mm = bb.emit(R.matmul(rx, rw, out_dtype=None))
             nm = bb.emit(R.permute_dims(mm, [1, 0]))  # y laid out (N, M)
-            rl = bb.emit(R.nn.relu(nm))  # relu in (N, M)
+            zero = relax.const(0, "float32")
+            rl = bb.emit(R.where(R.less(nm, zero), zero, nm))  # relu in (N, M), keeping NaN like numpy
             out = bb.emit(R.permute_dims(rl, [1, 0]))  # returned in logical order (M, N)
             gv = bb.emit_output(relax.Tuple([out]))
         bb.emit_func_output(gv)
@@ -330,6 +353,14 @@ def test_numpy_inputs_misaligned_and_strided(matmul_exe):
     big = np.zeros((x.shape[0], 2 * x.shape[1]), np.float32)
     big[:, ::2] = x
     assert_close(exe(big[:, ::2], w), want, "float32")
+
+
+def test_read_only_numpy_inputs(matmul_exe):
+    program, exe = matmul_exe
+    x, w = (_aligned(a) for a in random_inputs(program, seed=6))
+    want = reference(program, [x, w])
+    x.setflags(write=False)
+    assert_close(exe(x, w), want, "float32")
 
 
 def test_aligned_contiguous_numpy_inputs_are_not_copied():
