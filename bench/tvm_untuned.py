@@ -1,6 +1,6 @@
 """Untuned nir -> TVM (default CPU schedules) against numpy and torch, measured in the same run.
 
-    python -m nir.bench.tvm_untuned [--threads N] [--repeat R]
+    python -m nir.bench.tvm_untuned [--threads N] [--rounds R] [--calls C]
 
 Workloads: matmul 512^3, conv2d 1x64x56x56 (3x3, 64 filters, pad 1), and an MLP
 (64x256 -> 512 -> relu -> 128 -> layer norm -> softmax), all float32. Every engine uses the same
@@ -8,8 +8,9 @@ number of threads: TVM_NUM_THREADS, OMP/OPENBLAS/MKL_NUM_THREADS and torch.set_n
 to N (default: the cores this process may use). numpy reads its thread count when it is first
 imported, so the script re-executes itself once with those variables set.
 
-Times are medians of R calls after warm-up. The TVM column calls the compiled program the way a user
-does (numpy arrays in, numpy arrays out); its inputs are 64-byte aligned, so they pass without a copy.
+Times are medians over R round-robin rounds of C calls per engine (engines interleaved, so that load
+from other processes hits them alike). The TVM column calls the compiled program the way a user does
+(numpy arrays in, numpy arrays out); its inputs are 64-byte aligned, so they pass without a copy.
 """
 
 from __future__ import annotations
@@ -140,19 +141,25 @@ def torch_fns(name: str) -> Callable[..., Any]:
     return mlp
 
 
-def median_ms(fn: Callable[[], Any], repeat: int, warmup: int = 3) -> float:
-    """Median wall time of ``fn()`` in milliseconds."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times) * 1e3
+def median_ms(fns: dict[str, Callable[[], Any]], rounds: int, calls: int) -> dict[str, float]:
+    """Median wall time in ms of each of ``fns``, measured round-robin: each round times ``calls``
+    calls of every engine in turn, with a pause between engines so that the thread pools of the
+    previous one (OpenMP, OpenBLAS, TVM) stop spinning before the next one starts."""
+    samples: dict[str, list[float]] = {k: [] for k in fns}
+    for fn in fns.values():  # warm-up
+        for _ in range(3):
+            fn()
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            time.sleep(0.02)
+            for _ in range(calls):
+                t = time.perf_counter()
+                fn()
+                samples[name].append(time.perf_counter() - t)
+    return {k: statistics.median(v) * 1e3 for k, v in samples.items()}
 
 
-def run(threads: int, repeat: int) -> list[dict[str, Any]]:
+def run(threads: int, rounds: int, calls: int) -> list[dict[str, Any]]:
     """Build and time every workload; returns one row per workload."""
     import numpy as np
     import torch
@@ -169,18 +176,16 @@ def run(threads: int, repeat: int) -> list[dict[str, Any]]:
         compile_s = time.perf_counter() - t
         inputs = [aligned(a) for a in random_inputs(program, seed=1)]
         want = interpret(program, *inputs)[0]
-        got = exe(*inputs)[0]
-        err = float(np.max(np.abs(got - want)))
+        err = float(np.max(np.abs(exe(*inputs)[0] - want)))
         np_fn, th_fn = numpy_fns(name), torch_fns(name)
         th_inputs = [torch.from_numpy(np.array(a)) for a in inputs]
         assert np.allclose(np_fn(*inputs), want, rtol=1e-3, atol=1e-3), f"{name}: numpy peer disagrees"
         with torch.no_grad():
             assert np.allclose(th_fn(*th_inputs).numpy(), want, rtol=1e-3, atol=1e-3), f"{name}: torch peer disagrees"
-            t_torch = median_ms(lambda: th_fn(*th_inputs), repeat)
-        t_tvm = median_ms(lambda: exe(*inputs), repeat)
-        t_np = median_ms(lambda: np_fn(*inputs), repeat)
-        rows.append(dict(name=name, tvm=t_tvm, numpy=t_np, torch=t_torch, gflop=gflop, compile_s=compile_s,
-                         err=err, rules=sorted({r for r in exe.schedules.values() if r})))
+            ms = median_ms({"tvm": lambda: exe(*inputs), "numpy": lambda: np_fn(*inputs),
+                            "torch": lambda: th_fn(*th_inputs)}, rounds, calls)
+        rows.append(dict(name=name, **ms, gflop=gflop, compile_s=compile_s, err=err,
+                         rules=sorted({r for r in exe.schedules.values() if r})))
     return rows
 
 
@@ -203,11 +208,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Parse arguments, pin thread counts, run, print the table."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--threads", type=int, default=_cores(), help="threads for every engine (default: all cores)")
-    ap.add_argument("--repeat", type=int, default=30, help="timed calls per engine and workload")
+    ap.add_argument("--rounds", type=int, default=10, help="round-robin rounds over the engines")
+    ap.add_argument("--calls", type=int, default=5, help="timed calls per engine and round")
     args = ap.parse_args(argv)
     if argv is None:
         _pin_threads(args.threads)
-    print(table(run(args.threads, args.repeat), args.threads))
+    print(table(run(args.threads, args.rounds, args.calls), args.threads))
 
 
 if __name__ == "__main__":

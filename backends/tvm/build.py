@@ -123,13 +123,16 @@ class Signature:
 
     @staticmethod
     def of(t: TensorType) -> "Signature":
+        """The signature of a value of type ``t``."""
         return Signature(t.names, t.shape, t.dtype)
 
     @staticmethod
     def from_manifest(d: dict[str, Any]) -> "Signature":
+        """The signature from a manifest's ``inputs``/``outputs`` entry."""
         return Signature(tuple(d["names"]), tuple(d["shape"]), d["dtype"])
 
     def pretty(self) -> str:
+        """As errors show it: ``float32{N: 2, C: 3}``."""
         return self.dtype + TensorType(tuple(zip(self.names, self.shape)), self.dtype).pretty()
 
 
@@ -321,14 +324,16 @@ def _open_database(tuning_db: Any) -> Any:
 def _compile(mod: tvm.IRModule, target: Target, ttarget: tvm.target.Target, tuning_db: Any,
              schedule: bool) -> tuple[Any, str, dict[str, str | None]]:
     """Legalize, schedule and compile; returns the library, the scheduled TIR text and which rule
-    scheduled each PrimFunc (cuda: dlight, reported as "dlight")."""
+    scheduled each PrimFunc (for cuda: "dlight", TVM's GPU rules)."""
     db = _open_database(tuning_db) if tuning_db is not None else contextlib.nullcontext()
     with ttarget, db:
         legal = relax.get_pipeline("zero")(mod)  # legalize + fuse (+ the database's schedules)
     if target.kind == "cuda":
         with ttarget:
             scheduled = tvm.transform.Sequential(relax.pipeline.legalize_passes(ttarget))(legal)  # dlight
-        return tvm.compile(scheduled, target=ttarget), scheduled.script(), {}
+        report = {gv.name_hint: "dlight" if "tirx.is_scheduled" in (f.attrs or {}) else None
+                  for gv, f in scheduled.functions_items() if isinstance(f, tvm.tirx.PrimFunc)}
+        return tvm.compile(scheduled, target=ttarget), scheduled.script(), report
     report: dict[str, str | None] = {}
     scheduled = legal
     if schedule:
@@ -387,6 +392,13 @@ def load(path: pathlib.Path, manifest: dict[str, Any]) -> TVMExecutable:
     if target.kind == "cuda" and not tvm.cuda().exist:
         raise BackendError(f"{path} was built for {manifest['target']!r}, but this machine has no CUDA device "
                            "(tvm.cuda().exist is False); load it on a machine with an NVIDIA GPU")
+    built_for = tvm.target.Target(manifest["tvm_target"]) if manifest.get("tvm_target") else None
+    if target.kind == "llvm" and built_for is not None and "mcpu" in built_for.attrs:
+        here = tvm.target.codegen.llvm_get_system_cpu()
+        if str(built_for.attrs["mcpu"]) != here:
+            warnings.warn(f"{path} was compiled for CPU {built_for.attrs['mcpu']}, this one is {here}: it may "
+                          "stop on an illegal instruction. Rebuild it here, or build it with -mcpu= naming the "
+                          "oldest CPU it must run on", RuntimeWarning, stacklevel=2)
     library = tvm.runtime.load_module(str(lib_path))
     return TVMExecutable(library, target, [Signature.from_manifest(d) for d in manifest["inputs"]],
                          [Signature.from_manifest(d) for d in manifest["outputs"]],

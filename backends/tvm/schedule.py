@@ -5,8 +5,9 @@ fusion (`relax.get_pipeline("zero")`) every PrimFunc goes through `RULES` in ord
 that accepts it schedules it:
 
 * `contraction` - one multiply-accumulate reduction block (matmul, batched matmul, conv2d): a
-  register tile (rows x vector) with the reduction loops outside it, the outer tiles in parallel,
-  input padding inlined and the elementwise epilogue scheduled like `injective` blocks.
+  register tile (rows x vector) with the reduction loops outside it, the outer tiles in parallel;
+  input padding stays a loop nest of its own (its condition inside the vectorized loop would stop
+  vectorization), and the elementwise epilogue is scheduled like `generic` blocks.
 * `row_reduction` - dlight's CPU rule for softmax / layer_norm shaped funcs (reductions and
   elementwise blocks sharing leading spatial axes).
 * `column_reduction` - a single reduction over outer dims: the innermost output loop is vectorized
@@ -33,13 +34,14 @@ from tvm.target import Target
 
 __all__ = ["schedule_module", "RULES", "MIN_PARALLEL_WORK"]
 
-# below this many output elements a kernel runs on one thread (a parallel launch costs microseconds)
+# below this many iterations a loop nest runs on one thread (a parallel launch costs microseconds)
 MIN_PARALLEL_WORK = 16384
 # register tile of the contraction rule: TILE_ROWS x (TILE_VECTORS * vector lanes) accumulators
 TILE_ROWS = 8
 TILE_VECTORS = 2
 
-Rule = Callable[[s_tir.Schedule, Target], bool]
+# a rule schedules in place and returns True, or returns a new Schedule; False/None: not this rule
+Rule = Callable[[s_tir.Schedule, Target], "bool | s_tir.Schedule | None"]
 
 
 def _lanes(target: Target, dtype: str) -> int:
@@ -102,35 +104,35 @@ def _inline_all(sch: s_tir.Schedule, keep: Sequence[SBlockInfo] = (), keep_pads:
     return normalize_prim_func(sch) or []
 
 
+def _iterations(sch: s_tir.Schedule, block: s_tir.schedule.SBlockRV) -> int:
+    """How many times the block's body runs."""
+    return math.prod(_extent(sch, lp) for lp in sch.get_loops(block))
+
+
 def _parallel_vectorize(sch: s_tir.Schedule, info: SBlockInfo, target: Target) -> None:
-    """Fuse the block's leading spatial loops and run them in parallel when there is enough work;
-    vectorize the innermost loop of an injective block."""
+    """Vectorize the innermost loop of an elementwise block; fuse the leading spatial loops (the
+    others of an elementwise block) and run them in parallel when there is enough work."""
     loops = sch.get_loops(info.block_rv)
+    if not loops:
+        return
+    big = _iterations(sch, info.block_rv) >= MIN_PARALLEL_WORK
     kinds = info.dom_kind()
     lead = len(kinds) - len(kinds.lstrip("S"))
-    if lead == 0:
-        return
-    lanes = _lanes(target, _write_dtype(sch, info.block_rv))
     if info.is_injective():
-        inner = loops[-1]
-        n = _extent(sch, inner)
-        if n > 1:
-            vec = _divisor(n, [lanes * 4, lanes * 2, lanes, lanes // 2])
-            if vec is not None:
-                if vec < n:
-                    _, inner = sch.split(inner, [None, vec])
-                sch.vectorize(inner)
-                loops = sch.get_loops(info.block_rv)
-                if vec == n and lead == len(loops):  # the whole innermost loop became the vector
-                    lead -= 1
-            elif lead == len(loops):
-                lead -= 1
+        lanes = _lanes(target, _write_dtype(sch, info.block_rv))
+        n = _extent(sch, loops[-1])
+        vec = _divisor(n, [lanes * 4, lanes * 2, lanes, lanes // 2])
+        if vec is not None and vec < n:
+            rest, inner = sch.split(loops[-1], [None, vec])
+            loops = loops[:-1] + [rest]
+            sch.vectorize(inner)
         else:
-            lead = min(lead, len(loops) - 1)
-    work = math.prod(_extent(sch, lp) for lp in loops[:lead])
-    if lead > 0 and work * (1 if info.is_injective() else 64) >= MIN_PARALLEL_WORK // 4:
-        outer = sch.fuse(*loops[:lead]) if lead > 1 else loops[0]
-        sch.parallel(outer)
+            if vec is not None:
+                sch.vectorize(loops[-1])
+            loops = loops[:-1]
+        lead = len(loops)
+    if big and lead > 0:
+        sch.parallel(sch.fuse(*loops[:lead]) if lead > 1 else loops[0])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -205,7 +207,8 @@ def contraction(sch: s_tir.Schedule, target: Target) -> bool:
     sch.reorder(*order)
     par = outer + ([t_o] if ti else []) + [v_o]
     fused = sch.fuse(*par) if len(par) > 1 else par[0]
-    sch.parallel(fused)
+    if _iterations(sch, block) >= MIN_PARALLEL_WORK:
+        sch.parallel(fused)
     sch.vectorize(v_i)
     if ti:
         sch.unroll(t_i)
@@ -234,7 +237,6 @@ def _vector_tile(n: int, lanes: int) -> int | None:
 
 
 _ROW_REDUCTION = dl.cpu.Reduction()
-
 
 
 def _reduces_innermost(sch: s_tir.Schedule, info: SBlockInfo) -> bool:
@@ -290,9 +292,8 @@ def column_reduction(sch: s_tir.Schedule, target: Target) -> bool:
     else:
         inner = spatial[-1]
     sch.reorder(*outer, *reduce, inner)
-    if outer:
-        fused = sch.fuse(*outer) if len(outer) > 1 else outer[0]
-        sch.parallel(fused)
+    if outer and _iterations(sch, info.block_rv) >= MIN_PARALLEL_WORK:
+        sch.parallel(sch.fuse(*outer) if len(outer) > 1 else outer[0])
     sch.vectorize(inner)
     sch.decompose_reduction(info.block_rv, reduce[0])
     return True
@@ -331,7 +332,7 @@ def transpose(sch: s_tir.Schedule, target: Target) -> bool:
     w_o, w_i = sch.split(loops[w], [None, tw])
     outer = [lp for i, lp in enumerate(loops) if i not in (r, w)] + [r_o, w_o]
     sch.reorder(*outer, r_i, w_i)
-    if math.prod(_extent(sch, lp) for lp in outer) * tr * tw >= MIN_PARALLEL_WORK:
+    if _iterations(sch, info.block_rv) >= MIN_PARALLEL_WORK:
         sch.parallel(sch.fuse(*outer))
     sch.vectorize(w_i)
     return True
@@ -347,12 +348,13 @@ def generic(sch: s_tir.Schedule, target: Target) -> bool:
     return True
 
 
-RULES: list[tuple[str, Callable]] = [("contraction", contraction), ("row_reduction", row_reduction),
+RULES: list[tuple[str, Rule]] = [("contraction", contraction), ("row_reduction", row_reduction),
                                      ("column_reduction", column_reduction), ("transpose", transpose),
                                      ("generic", generic)]
 
 
 def _schedule_func(func: tirx.PrimFunc, target: Target) -> tuple[tirx.PrimFunc | None, str | None]:
+    """The first rule's schedule of ``func`` and the rule's name; (None, None) if none applies."""
     for name, rule in RULES:
         sch = s_tir.Schedule(func)
         try:
