@@ -11,13 +11,13 @@ import importlib.util
 
 from nir.target import Target
 
-from .build import TVMExecutable, build, load, tvm_target, unsupported
+from .build import TVMExecutable, build, cuda_device, load, tvm_target, unsupported
 from .lower import LOWERINGS, lower_program
 
 NAME = "tvm"
 
 __all__ = ["NAME", "available", "serves", "build", "load", "LOWERINGS", "TVMExecutable", "lower_program",
-           "tvm_target", "unsupported"]
+           "tvm_target", "unsupported", "cuda_device"]
 
 
 def available() -> bool:

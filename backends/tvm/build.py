@@ -32,7 +32,8 @@ from nir.types import TensorType, canonical_dtype, numpy_dtype
 from .lower import LOWERINGS, lower_program
 from .schedule import schedule_module
 
-__all__ = ["TVMExecutable", "build", "load", "tvm_target", "unsupported", "Signature", "DEFAULT_CUDA_ARCH", "ptx"]
+__all__ = ["TVMExecutable", "build", "load", "tvm_target", "unsupported", "cuda_device", "Signature",
+           "DEFAULT_CUDA_ARCH", "ptx"]
 
 NAME = "tvm"
 LIBRARY = "model.so"
@@ -54,6 +55,12 @@ def _cores() -> int:
 # and otherwise may use fewer threads than there are cores
 _USER_THREADS = "TVM_NUM_THREADS" in os.environ
 os.environ.setdefault("TVM_NUM_THREADS", str(_cores()))
+
+
+def cuda_device() -> str | None:
+    """The name of the CUDA device TVM can run on here, or None when there is none."""
+    dev = tvm.cuda()
+    return str(dev.device_name) if dev.exist else None
 
 
 def unsupported() -> dict[str, str]:
@@ -214,6 +221,7 @@ class TVMExecutable:
         self.schedules = dict(schedules or {})
         self._relax_text, self._tir_text = relax_text, tir_text
         self._tvm_target_json = tvm_target_json
+        self._vm: Any = None
         self._main: Any = None
 
     @property
@@ -231,9 +239,19 @@ class TVMExecutable:
                     "CUDA device (tvm.cuda().exist is False). Run it on a machine with an NVIDIA GPU and a "
                     "CUDA-enabled TVM, or build it for 'llvm' to run it here")
             _set_threads(self.target)
-            vm = relax.VirtualMachine(self.library, self.device)
-            self._main = vm["main"]
+            self._vm = relax.VirtualMachine(self.library, self.device)
+            self._main = self._vm["main"]
         return self._main
+
+    def time_ms(self, *arrays: Any, number: int = 10, repeat: int = 5) -> float:
+        """Median milliseconds per call of the compiled function alone, timed by TVM (``number`` calls
+        per measurement, ``repeat`` measurements, the device synchronized): inputs are converted and
+        moved to the device once, outputs stay there."""
+        fn = self.vm_function()
+        args = [_to_tvm(a, s, i, self.device) for i, (a, s) in enumerate(zip(arrays, self.inputs))]
+        fn(*args)  # warm-up
+        timer = self._vm.time_evaluator("main", self.device, number=number, repeat=repeat)
+        return float(timer(*args).median) * 1e3
 
     def __call__(self, *arrays: Any) -> list[np.ndarray]:
         """Run the program; inputs may be numpy arrays, torch tensors, jax arrays or TVM tensors."""

@@ -393,10 +393,12 @@ def test_jax_inputs(matmul_exe):
     assert_close(exe(jnp.asarray(x), jnp.asarray(w)), reference(program, [x, w]), "float32")
 
 
-def test_outputs_are_numpy_arrays(matmul_exe):
+def test_outputs_are_numpy_arrays_and_kernels_can_be_timed(matmul_exe):
     program, exe = matmul_exe
-    out = exe(*random_inputs(program))
+    inputs = random_inputs(program)
+    out = exe(*inputs)
     assert isinstance(out, list) and all(isinstance(o, np.ndarray) for o in out)
+    assert 0 < exe.time_ms(*inputs, number=2, repeat=2) < 1e3
 
 
 def test_wrong_inputs_give_clear_errors(matmul_exe):
