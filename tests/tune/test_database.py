@@ -114,7 +114,9 @@ def test_a_run_killed_at_any_moment_leaves_every_complete_record(tmp_path) -> No
     """)
     proc = subprocess.Popen([sys.executable, "-c", script])
     deadline = time.time() + 60
-    while time.time() < deadline and len(list((tmp_path / "records").glob("*.json"))) < 20:
+    def complete() -> int:  # records renamed into place (temporary files start with .tmp-)
+        return sum(1 for p in (tmp_path / "records").glob("*.json") if not p.name.startswith(".tmp-"))
+    while time.time() < deadline and complete() < 20:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
