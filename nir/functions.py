@@ -436,32 +436,30 @@ def matmul(a: NamedTensor, b: NamedTensor) -> NamedTensor:
     return _align_ir(y, [(nm, y.type.size(nm)) for nm, _ in want])
 
 
+def _ranked_matmul(op: str, a: NamedTensor, b: NamedTensor, ranks: tuple[int, int], what: str) -> NamedTensor:
+    if (a.ndim, b.ndim) != ranks:
+        raise NamedShapeError(f"{op}: expects {what}, got {_pretty(a, b)}; use matmul for other ranks")
+    return matmul(a, b)
+
+
 def mm(a: NamedTensor, b: NamedTensor) -> NamedTensor:
     """Matrix product of two 2-dim tensors."""
-    if a.ndim != 2 or b.ndim != 2:
-        raise NamedShapeError(f"mm: expects two 2-dim tensors, got {_pretty(a, b)}; use matmul for other ranks")
-    return matmul(a, b)
+    return _ranked_matmul("mm", a, b, (2, 2), "two 2-dim tensors")
 
 
 def bmm(a: NamedTensor, b: NamedTensor) -> NamedTensor:
     """Batched matrix product of two 3-dim tensors."""
-    if a.ndim != 3 or b.ndim != 3:
-        raise NamedShapeError(f"bmm: expects two 3-dim tensors, got {_pretty(a, b)}")
-    return matmul(a, b)
+    return _ranked_matmul("bmm", a, b, (3, 3), "two 3-dim tensors")
 
 
 def mv(a: NamedTensor, v: NamedTensor) -> NamedTensor:
     """Matrix-vector product."""
-    if a.ndim != 2 or v.ndim != 1:
-        raise NamedShapeError(f"mv: expects a 2-dim and a 1-dim tensor, got {_pretty(a, v)}")
-    return matmul(a, v)
+    return _ranked_matmul("mv", a, v, (2, 1), "a 2-dim and a 1-dim tensor")
 
 
 def dot(a: NamedTensor, b: NamedTensor) -> NamedTensor:
     """Inner product of two 1-dim tensors."""
-    if a.ndim != 1 or b.ndim != 1:
-        raise NamedShapeError(f"dot: expects two 1-dim tensors, got {_pretty(a, b)}")
-    return matmul(a, b)
+    return _ranked_matmul("dot", a, b, (1, 1), "two 1-dim tensors")
 
 
 def addmm(input: TensorLike, a: NamedTensor, b: NamedTensor, *, beta: float = 1.0,  # noqa: A002
