@@ -36,22 +36,29 @@ __all__ = ["schedule_module", "RULES", "MIN_PARALLEL_WORK"]
 
 # below this many iterations a loop nest runs on one thread (a parallel launch costs microseconds)
 MIN_PARALLEL_WORK = 16384
-# register tile of the contraction rule: TILE_ROWS x (TILE_VECTORS * vector lanes) accumulators
-TILE_ROWS = 8
-TILE_VECTORS = 2
 
 # a rule schedules in place and returns True, or returns a new Schedule; False/None: not this rule
 Rule = Callable[[s_tir.Schedule, Target], "bool | s_tir.Schedule | None"]
 
 
+def _vector_bits(target: Target) -> int:
+    """The CPU's vector width in bits (256 when LLVM does not say)."""
+    try:
+        width = int(tvm.target.codegen.llvm_get_vector_width(target))
+    except Exception:  # noqa: BLE001 - an unknown CPU
+        width = 0
+    return width if width > 0 else 256
+
+
 def _lanes(target: Target, dtype: str) -> int:
     """Vector lanes of ``dtype`` on ``target`` (at least 4)."""
-    bits = tvm.DataType(dtype).bits
-    try:
-        width = tvm.target.codegen.llvm_get_vector_width(target)
-    except Exception:  # noqa: BLE001 - an unknown CPU: assume 256-bit vectors
-        width = 256
-    return max(4, (width if width > 0 else 256) // max(bits, 8))
+    return max(4, _vector_bits(target) // max(tvm.DataType(dtype).bits, 8))
+
+
+def _accumulators(target: Target) -> int:
+    """Vector registers a contraction's register tile may hold: half the register file (32 registers
+    with AVX-512, 16 with AVX2), leaving the rest for loads and broadcasts."""
+    return 16 if _vector_bits(target) >= 512 else 8
 
 
 def _extent(sch: s_tir.Schedule, loop: s_tir.schedule.LoopRV) -> int:
@@ -165,9 +172,10 @@ def _has_mul(expr: object) -> bool:
 def contraction(sch: s_tir.Schedule, target: Target) -> bool:
     """Register-tiled matmul / conv2d: ``[outer spatial..., T/ti, V/vi, reductions..., ti, vi]``.
 
-    V is the innermost spatial loop (contiguous in the output), vectorized; T is a spatial loop that
-    the operand streamed along V does not depend on (the rows of a matmul, the output channels of a
-    convolution), unrolled so that each loaded vector feeds ``ti`` accumulators.
+    V is the innermost spatial loop (contiguous in the output), vectorized, one register per tile
+    row; T is a spatial loop that the operand streamed along V does not depend on (the rows of a
+    matmul, the output channels of a convolution), unrolled so that each loaded vector feeds ``ti``
+    accumulators (`_accumulators`).
     """
     infos = normalize_prim_func(sch)
     if not infos:
@@ -196,7 +204,8 @@ def contraction(sch: s_tir.Schedule, target: Target) -> bool:
     t = max(candidates, key=lambda i: int(iters[i].dom)) if candidates else None
 
     vi = _vector_tile(int(iters[v].dom), lanes)
-    ti = _divisor(int(iters[t].dom), [TILE_ROWS, 4, 2]) if t is not None else None
+    rows = _accumulators(target)
+    ti = _divisor(int(iters[t].dom), [rows, rows // 2, 4, 2]) if t is not None else None
     if vi is None:
         return False
     v_o, v_i = sch.split(loops[v], [None, vi])
@@ -226,14 +235,15 @@ def _contiguous_in(region: tvm.ir.expr.TensorRegion, var: tirx.Var) -> bool:
 
 
 def _vector_tile(n: int, lanes: int) -> int | None:
-    """Elements of the innermost output loop one register-tile row holds: the largest of 2, 1, 1/2 or
-    1/4 vectors that divides ``n``, else all of a short loop, else the largest divisor of ``n`` >= 4."""
-    whole = _divisor(n, [lanes * TILE_VECTORS, lanes, lanes // 2, lanes // 4])
+    """Elements of the innermost output loop one register-tile row holds (one register): a vector,
+    a half or a quarter vector that divides ``n``, else all of a short loop, else the largest divisor
+    of ``n`` between 4 and a vector."""
+    whole = _divisor(n, [lanes, lanes // 2, lanes // 4])
     if whole is not None and whole >= 4:
         return whole
-    if n <= lanes * TILE_VECTORS:
+    if n <= lanes:
         return n
-    return next((d for d in range(lanes * TILE_VECTORS, 3, -1) if n % d == 0), None)
+    return next((d for d in range(lanes, 3, -1) if n % d == 0), None)
 
 
 _ROW_REDUCTION = dl.cpu.Reduction()
