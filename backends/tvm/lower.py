@@ -54,6 +54,7 @@ class Named:
 
     @property
     def dtype(self) -> str:
+        """The element type (``"float32"``, ...)."""
         return str(self.expr.ty.dtype)
 
 

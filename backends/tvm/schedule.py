@@ -390,7 +390,7 @@ def schedule_module(mod: tvm.IRModule, target: Target) -> tuple[tvm.IRModule, di
         if not isinstance(func, tirx.PrimFunc):
             continue
         if func.attrs is not None and "tirx.is_scheduled" in func.attrs and bool(func.attrs["tirx.is_scheduled"]):
-            report[gv.name_hint] = "given"
+            report[gv.name_hint] = "tuned"  # by the tuning database
             continue
         if relax.analysis.has_reshape_pattern(func):  # the VM turns these into views: keep them recognisable
             report[gv.name_hint] = "view"
