@@ -338,7 +338,7 @@ def _contract_impl(a: np.ndarray, b: np.ndarray, *, types, out: TensorType, over
     def sub(names: Sequence[str]) -> str:
         return "".join(letters.setdefault(n, chr(ord("a") + len(letters))) for n in names)
     spec = f"{sub(types[0].names)},{sub(types[1].names)}->{sub(out.names)}"
-    return np.einsum(spec, a, b)
+    return np.einsum(spec, a, b, optimize=True)  # BLAS for large contractions
 
 
 _register("contract", "contraction", 2, _contract_rule, _contract_impl,

@@ -278,7 +278,8 @@ def from_array(data: Any, names: Sequence[str | None] | None = None, dtype: Any 
     jax array) as a NamedTensor. ``names`` has one entry per dim: a name or None."""
     arr = _to_numpy(data)
     if dtype is not None:
-        arr = arr.astype(numpy_dtype(canonical_dtype(dtype)))
+        arr = arr.astype(numpy_dtype(canonical_dtype(dtype)), copy=False)
+    arr = aligned(arr)
     dt = canonical_dtype(arr.dtype)
     if names is None:
         names = (None,) * arr.ndim
@@ -291,6 +292,18 @@ def from_array(data: Any, names: Sequence[str | None] | None = None, dtype: Any 
     if _TRACE.get() is not None:
         return _TRACE.get().lift(NamedTensor._eager(arr, t))  # type: ignore[union-attr]
     return NamedTensor._eager(arr, t)
+
+
+def aligned(arr: np.ndarray) -> np.ndarray:
+    """``arr`` itself when it is C-contiguous and 64-byte aligned (what compiled kernels can use in place),
+    else a copy that is. Small arrays are returned as they are: copying them in at call time is cheap."""
+    if arr.nbytes < 4096 or (arr.flags.c_contiguous and arr.ctypes.data % 64 == 0):
+        return arr
+    buf = np.empty(arr.nbytes + 64, np.uint8)
+    off = (-buf.ctypes.data) % 64
+    out = buf[off:off + arr.nbytes].view(arr.dtype).reshape(arr.shape)
+    out[...] = arr
+    return out
 
 
 def _user_names(names: Iterable[str | None], op: str) -> tuple[str, ...]:

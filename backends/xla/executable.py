@@ -75,6 +75,21 @@ def _as_array(a: Any) -> Any:
     return np.asarray(a)
 
 
+_SHARE_BYTES = 1 << 16  # below this a copy costs less than the DLPack round trip
+
+
+def _share(a: Any) -> Any:
+    """A large numpy array that XLA:CPU can use in place (C-contiguous, 64-byte aligned, writeable) as a
+    jax array aliasing it; anything else unchanged (jax then copies it in)."""
+    if (isinstance(a, np.ndarray) and a.nbytes >= _SHARE_BYTES and a.flags.c_contiguous and a.flags.writeable
+            and a.ctypes.data % 64 == 0):
+        try:
+            return jnp.from_dlpack(a)
+        except Exception:  # a dtype DLPack cannot carry: let jax copy
+            return a
+    return a
+
+
 class XLAExecutable:
     """A nir Program lowered to XLA. Call it with the inputs; inspect it with `backend_ir`; write it
     with `export`. ``platform`` is ``cpu``, ``cuda`` or ``tpu``; ``compiler_options`` were passed to
@@ -110,6 +125,9 @@ class XLAExecutable:
                                        "XLA DebugOptions fields, e.g. xla_cpu_enable_fast_math=True") from None
         self._run: Callable[..., list[jax.Array]] = (self._first_call if self._compiled is not None
                                                      else self._no_device)
+        # inputs big enough that sharing aligned numpy buffers beats copying them (cpu only)
+        self._shares = self.platform == "cpu" and any(
+            s.size * s.dtype.itemsize >= _SHARE_BYTES for s in self._specs)
 
     # ------------------------------------------------------------------------------------------
     # calling
@@ -117,6 +135,8 @@ class XLAExecutable:
 
     def __call__(self, *arrays: Any) -> list[jax.Array]:
         """Run on ``arrays`` (logical order each); returns a list of jax.Array in logical order."""
+        if self._shares:
+            arrays = tuple(map(_share, arrays))
         try:
             return self._run(*arrays)
         except (TypeError, ValueError) as e:  # off the fast path: convert foreign arrays, or explain
