@@ -13,11 +13,12 @@ from nir.target import Target
 
 from .build import TVMExecutable, build, cuda_device, load, tvm_target, unsupported
 from .lower import LOWERINGS, lower_program
+from .tune import measure_remote, tune
 
 NAME = "tvm"
 
 __all__ = ["NAME", "available", "serves", "build", "load", "LOWERINGS", "TVMExecutable", "lower_program",
-           "tvm_target", "unsupported", "cuda_device"]
+           "tvm_target", "unsupported", "cuda_device", "tune", "measure_remote"]
 
 
 def available() -> bool:

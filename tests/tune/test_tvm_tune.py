@@ -1,0 +1,109 @@
+"""MetaSchedule tuning through nir tune, locally and through a TVM RPC tracker and server started on
+127.0.0.1 (every process they start is stopped). Tiny budgets: CI time matters."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tvm")
+
+import nir  # noqa: E402
+from nir.tune.search import tune_program  # noqa: E402
+
+
+def mm(a, b):
+    return nir.contract(a, b, over="K").relu()
+
+
+SPECS = (nir.spec(M=64, K=64), nir.spec(K=64, N=64))
+
+
+def program():
+    return nir.trace(mm, *SPECS).program
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start(args: list[str]) -> subprocess.Popen:
+    # a session of its own, so that stopping it also stops the popen workers it forks
+    return subprocess.Popen([sys.executable, "-m", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(10)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
+@pytest.fixture
+def tracker():
+    from tvm import rpc
+    port = _free_port()
+    procs = [_start(["tvm.exec.rpc_tracker", "--host", "127.0.0.1", "--port", str(port), "--port-end",
+                     str(port + 1)])]
+    try:
+        time.sleep(1.0)
+        server_port = _free_port()
+        procs.append(_start(["tvm.exec.rpc_server", "--host", "127.0.0.1", "--port", str(server_port),
+                             "--port-end", str(server_port + 10), "--tracker", f"127.0.0.1:{port}",
+                             "--key", "nir-test"]))
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                summary = rpc.connect_tracker("127.0.0.1", port).summary()
+                if any(q.get("free", 0) for q in summary.get("queue_info", {}).values()):
+                    break
+            except Exception:  # noqa: BLE001 - the tracker is still starting
+                pass
+            time.sleep(0.5)
+        else:
+            pytest.fail("the RPC server did not register with the tracker within 120 s")
+        yield f"127.0.0.1:{port}:nir-test"
+    finally:
+        for p in reversed(procs):
+            _stop(p)
+    assert all(p.poll() is not None for p in procs)
+
+
+def test_metaschedule_tuning_is_recorded_and_applied(tmp_path) -> None:
+    report = tune_program(program(), "llvm", tmp_path, backends=["tvm"], trials=8, min_time_s=0.02)
+    (res,) = report.results
+    assert res.error is None, res.error
+    searched = [c for c in res.candidates if c.get("schedules") == "searched"]
+    assert searched and (tmp_path / "tvm").is_dir()
+    assert list((tmp_path / "tvm").glob("*/database_tuning_record.json"))
+    f = nir.compile(mm, backend="tvm", tuning=tmp_path)
+    rng = np.random.default_rng(0)
+    a, b = (nir.tensor(rng.standard_normal(s.shape).astype(np.float32), names=s.names) for s in SPECS)
+    np.testing.assert_allclose(f(a, b).numpy(), mm(a, b).numpy(), rtol=1e-4, atol=1e-4)
+    assert f.tuned
+
+
+def test_tuning_through_an_rpc_tracker(tmp_path, tracker) -> None:
+    report = tune_program(program(), "llvm", tmp_path, backends=["tvm"], trials=8, rpc=tracker)
+    (res,) = report.results
+    assert res.error is None, res.error
+    assert res.untuned_ms > 0 and res.tuned_ms > 0 and res.record_path
+
+
+def test_bad_rpc_address() -> None:
+    from nir.backends.tvm.tune import parse_rpc
+    from nir.backends import BackendError
+    with pytest.raises(BackendError, match="HOST:PORT:KEY"):
+        parse_rpc("localhost:nine")
