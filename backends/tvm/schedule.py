@@ -84,29 +84,70 @@ def _write_dtype(sch: s_tir.Schedule, block: s_tir.schedule.SBlockRV) -> str:
 # ---------------------------------------------------------------------------------------------
 
 _has_if_then_else = tvm.get_global_func("s_tir.schedule.HasIfThenElse")
+_FIELDS = ("a", "b", "value", "args", "condition", "true_value", "false_value", "indices")
+# inlining copies a block's expression into every place that loads its result: only small ones may
+# be copied more than once (a chain of `where(a > b, a, b)` would otherwise grow exponentially)
+MAX_COPIED_EXPR = 12
+
+
+def _walk(expr: object):
+    """Every node of a TIR expression (the fields a BufferStore value can hold)."""
+    yield expr
+    for f in _FIELDS:
+        sub = getattr(expr, f, None)
+        if sub is None:
+            continue
+        for item in (sub if isinstance(sub, (list, tuple, tvm.ir.Array)) else [sub]):
+            if not isinstance(item, (int, float, str)):
+                yield from _walk(item)
+
+
+def _value(sch: s_tir.Schedule, block: SBlockInfo) -> object:
+    """The expression a block stores."""
+    body = sch.get(block.block_rv).body
+    return body.value if isinstance(body, tirx.BufferStore) else body
+
+
+def _loads(expr: object, buffer: tirx.Buffer) -> int:
+    """How many times ``expr`` loads from ``buffer``."""
+    return sum(1 for e in _walk(expr) if isinstance(e, tvm.ir.expr.TensorLoad) and e.source.same_as(buffer))
+
+
+def _cheap_to_inline(sch: s_tir.Schedule, producer: SBlockInfo, blocks: Sequence[SBlockInfo]) -> bool:
+    """Whether inlining ``producer`` into its consumers (either way) copies little: its result is
+    loaded once, or its expression is small."""
+    out = sch.get(producer.block_rv).writes[0].source
+    copies = sum(_loads(_value(sch, b), out) for b in blocks if b.name != producer.name)
+    return copies <= 1 or sum(1 for _ in _walk(_value(sch, producer))) <= MAX_COPIED_EXPR
 
 
 def _inline_all(sch: s_tir.Schedule, keep: Sequence[SBlockInfo] = (), keep_pads: bool = False) -> list[SBlockInfo]:
-    """Inline every injective block that can be inlined (producers first, then consumers);
-    return the blocks that remain, in program order. ``keep_pads`` keeps blocks with a condition
-    (padding): inlined into a vectorized loop, the condition stops vectorization."""
+    """Inline every injective block that can be inlined cheaply (into its consumers, else its consumer
+    into it); return the blocks that remain, in program order. ``keep_pads`` keeps blocks with a
+    condition (padding): inlined into a vectorized loop, the condition stops vectorization."""
     keep_names = {b.name for b in keep}
     changed = True
-    while changed:
+    while changed:  # a pass per normalization (which is costly on big fused functions)
         changed = False
-        for b in normalize_prim_func(sch) or []:
+        blocks = list(normalize_prim_func(sch) or [])
+        for b in list(blocks):
             if b.name in keep_names or not b.is_injective():
                 continue
             if keep_pads and _has_if_then_else(sch.get(b.block_rv)):
                 continue
-            for inline in (sch.compute_inline, sch.reverse_compute_inline):
+            writers = {sch.get(w.block_rv).writes[0].source: w for w in blocks if w is not b}
+            producers = [writers[r.source] for r in sch.get(b.block_rv).reads if r.source in writers]
+            for inline, cheap in ((sch.compute_inline, lambda: _cheap_to_inline(sch, b, blocks)),
+                                  (sch.reverse_compute_inline,
+                                   lambda: len(producers) == 1 and _cheap_to_inline(sch, producers[0], blocks))):
+                if not cheap():
+                    continue
                 try:
                     inline(b.block_rv)
-                except Exception:  # noqa: BLE001 - not inlinable: try the next way, then the next block
+                except Exception:  # noqa: BLE001 - not inlinable this way
                     continue
+                blocks.remove(b)
                 changed = True
-                break
-            if changed:
                 break
     return normalize_prim_func(sch) or []
 
@@ -276,6 +317,8 @@ def row_reduction(sch: s_tir.Schedule, target: Target) -> s_tir.Schedule | None:
 def column_reduction(sch: s_tir.Schedule, target: Target) -> bool:
     """One reduction block over outer dims (``y[a, c] = sum_b x[a, b, c]``): the innermost spatial loop
     moves inside the reduction loops and is vectorized; the other spatial loops run in parallel."""
+    if sum(1 for b in normalize_prim_func(sch) or [] if not b.is_injective()) != 1:
+        return False
     infos = _inline_all(sch)
     if len(infos) != 1 or not infos[0].is_reduction() or _reduces_innermost(sch, infos[0]):
         return False
@@ -322,6 +365,8 @@ def transpose(sch: s_tir.Schedule, target: Target) -> bool:
     """An elementwise block that reads some input along another axis than it writes (a transpose,
     possibly fused with arithmetic): square tiles, so the strided reads of a tile stay in L1, the
     tiles in parallel and the writes vectorized."""
+    if not all(b.is_injective() for b in normalize_prim_func(sch) or []):
+        return False
     infos = _inline_all(sch)
     if len(infos) != 1 or not infos[0].is_injective():
         return False
