@@ -121,6 +121,13 @@ def _cheap_to_inline(sch: s_tir.Schedule, producer: SBlockInfo, blocks: Sequence
     return copies <= 1 or sum(1 for _ in _walk(_value(sch, producer))) <= MAX_COPIED_EXPR
 
 
+def _elementwise(sch: s_tir.Schedule, info: SBlockInfo) -> bool:
+    """An injective block that is no reduction, not even over a loop of extent 1 (which
+    normalization hides, and which TVM's reverse_compute_inline then mishandles: the consumer's
+    epilogue lands in the reduction's init and update both)."""
+    return info.is_injective() and sch.get(info.block_rv).init is None
+
+
 def _inline_all(sch: s_tir.Schedule, keep: Sequence[SBlockInfo] = (), keep_pads: bool = False) -> list[SBlockInfo]:
     """Inline every injective block that can be inlined cheaply (into its consumers, else its consumer
     into it); return the blocks that remain, in program order. ``keep_pads`` keeps blocks with a
@@ -131,7 +138,7 @@ def _inline_all(sch: s_tir.Schedule, keep: Sequence[SBlockInfo] = (), keep_pads:
         changed = False
         blocks = list(normalize_prim_func(sch) or [])
         for b in list(blocks):
-            if b.name in keep_names or not b.is_injective():
+            if b.name in keep_names or not _elementwise(sch, b):
                 continue
             if keep_pads and _has_if_then_else(sch.get(b.block_rv)):
                 continue
@@ -139,7 +146,8 @@ def _inline_all(sch: s_tir.Schedule, keep: Sequence[SBlockInfo] = (), keep_pads:
             producers = [writers[r.source] for r in sch.get(b.block_rv).reads if r.source in writers]
             for inline, cheap in ((sch.compute_inline, lambda: _cheap_to_inline(sch, b, blocks)),
                                   (sch.reverse_compute_inline,
-                                   lambda: len(producers) == 1 and _cheap_to_inline(sch, producers[0], blocks))):
+                                   lambda: len(producers) == 1 and _elementwise(sch, producers[0])
+                                   and _cheap_to_inline(sch, producers[0], blocks))):
                 if not cheap():
                     continue
                 try:
@@ -166,7 +174,7 @@ def _parallel_vectorize(sch: s_tir.Schedule, info: SBlockInfo, target: Target) -
     big = _iterations(sch, info.block_rv) >= MIN_PARALLEL_WORK
     kinds = info.dom_kind()
     lead = len(kinds) - len(kinds.lstrip("S"))
-    if info.is_injective():
+    if _elementwise(sch, info):
         lanes = _lanes(target, _write_dtype(sch, info.block_rv))
         n = _extent(sch, loops[-1])
         vec = _divisor(n, [lanes * 4, lanes * 2, lanes, lanes // 2])
@@ -264,7 +272,7 @@ def contraction(sch: s_tir.Schedule, target: Target) -> bool:
         sch.unroll(t_i)
     sch.decompose_reduction(block, loops[reduce[0]])
     for info in normalize_prim_func(sch) or []:
-        if info.name != main.name and not info.name.endswith("_init") and info.is_injective():
+        if info.name != main.name and not info.name.endswith("_init") and _elementwise(sch, info):
             _parallel_vectorize(sch, info, target)
     return True
 

@@ -117,6 +117,16 @@ def test_nan_and_inf_propagate_like_the_reference(dtype):
     check(program, [xs, ys], dtype=dtype)
 
 
+def test_epilogue_of_a_reduction_over_a_size_one_dim():
+    """An outer product (contraction over a dim of size 1) followed by an add: TVM hides the unit
+    reduction loop, and inlining the add into it would add the scalar twice."""
+    b = Builder()
+    x, y = b.input(T({"B": 1, "C": 7})), b.input(T({"B": 1, "A": 5}))
+    quarter = b.add("full", [], value=0.25, dims=(), dtype="float32")
+    program = b.build([b.add("add", [b.add("contract", [x, y], over=("B",)), quarter])])
+    check(program)
+
+
 def test_scalars_and_infinite_fills():
     b = Builder()
     s = b.input(T({}))
