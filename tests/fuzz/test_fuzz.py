@@ -62,3 +62,19 @@ def test_backends_agree_with_the_reference_on_generated_programs(backend: str) -
         fails, _ = fuzz.check_case(seed=20261127, case=case, backends=[backend])
         failures += fails
     assert not failures, "\n\n".join(f.report() for f in failures[:3])
+
+
+# Disagreements the long fuzzing runs found (seed, case), fixed since; each stays a regression test.
+FOUND = [
+    (1, 280, "tvm"),   # conv over size-1 dims: an epilogue inlined into a reduction's init and update
+    (1, 1976, "tvm"),  # contraction over a size-1 dim + scalar add: the add applied twice
+    (1, 2405, "tvm"),  # argmax/reduce_max/contract chain under layouts: same inlining bug
+]
+
+
+@pytest.mark.parametrize("seed,case,backend", FOUND)
+def test_regressions_found_by_fuzzing(seed: int, case: int, backend: str) -> None:
+    if not nir.backends.installed(backend):
+        pytest.skip(f"{backend} not installed")
+    fails, _ = fuzz.check_case(seed=seed, case=case, backends=[backend])
+    assert not fails, fails[0].report()
