@@ -167,3 +167,18 @@ def test_corrupt_tuning_database_is_not_fatal(tmp_path) -> None:
     with pytest.warns(TuningDatabaseWarning, match="skipping"):
         f = nir.compile(normalize, backend="reference", tuning=tmp_path, inputs=[SPEC])
     assert not f.tuned
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_very_large_signature_compiles_without_overflow(backend) -> None:
+    """2^32 elements (16 GiB of float32, never allocated): sizes past int32 must not overflow while
+    tracing and compiling; the program's types keep the exact sizes."""
+    f = nir.compile(lambda x: x.sum("C"), backend=backend, inputs=[nir.spec(N=2**16, C=2**16)])
+    assert f.program.outputs[0].type.shape == (2**16,)
+    assert f.program.inputs[0].type.numel == 2**32
+
+
+def test_very_large_input_of_the_wrong_size_is_refused_before_running() -> None:
+    f = nir.compile(lambda x: x.sum("C"), backend="reference", inputs=[nir.spec(N=2**16, C=2**16)])
+    with pytest.raises(nir.SignatureError, match=r"shape \(2, 3\) instead of \(65536, 65536\)"):
+        f(nir.tensor(np.ones((2, 3), np.float32), names=("N", "C")))
