@@ -127,7 +127,8 @@ def tune_program(program: Program, target: str | Target, db: TuningDatabase | st
                 raise TuningError(f"backend {b!r} cannot serve target {str(target)!r}")
             _tune_backend(mod, b, program, target, db, res, inputs, trials, rpc, seed, min_time_s, log)
         except Exception as e:  # noqa: BLE001 - one backend failing must not lose the others' results
-            res.error = f"{type(e).__name__}: {e}"
+            where = traceback.extract_tb(e.__traceback__)[-1]
+            res.error = f"{type(e).__name__}: {e} (at {os.path.basename(where.filename)}:{where.lineno})"
             log(f"[{b}] failed: {res.error}")
             if os.environ.get("NIR_DEBUG"):
                 traceback.print_exc()
