@@ -145,7 +145,8 @@ class Signature:
 
 def _zero_copy_ok(a: np.ndarray) -> bool:
     """Whether TVM can use ``a``'s memory as it is (DLPack refuses read-only arrays)."""
-    return a.flags.c_contiguous and a.flags.writeable and a.ctypes.data % ALIGNMENT == 0
+    # an empty array's strides are arbitrary and TVM checks them: copy (nothing) instead
+    return a.size > 0 and a.flags.c_contiguous and a.flags.writeable and a.ctypes.data % ALIGNMENT == 0
 
 
 def _c_order(a: np.ndarray) -> np.ndarray:

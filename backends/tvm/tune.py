@@ -91,8 +91,12 @@ def tune(program: Program, target: Target | str, *, work_dir: str | os.PathLike,
     JSON database in ``work_dir``; returns how many tasks were tuned. ``trials`` is the total budget,
     split over the heavy tasks (at least MIN_TRIALS_PER_TASK each)."""
     import logging
+    ms_logger = logging.getLogger("tvm.s_tir.meta_schedule")
     if not os.environ.get("NIR_DEBUG"):  # MetaSchedule's per-round tables go to work_dir/logs, not the console
-        logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
+        ms_logger.setLevel(logging.WARNING)
+    for h in list(ms_logger.handlers):  # MetaSchedule re-lists its logger's handlers by name when it
+        if h.get_name() is None:        # configures logging again, and crashes on an unnamed one
+            ms_logger.removeHandler(h)
     target = parse_target(target)
     ttarget = tvm_target(target)
     with ttarget:
