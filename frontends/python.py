@@ -10,11 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-import numpy as np
-
 from nir.ir import Program
 from nir.tensor import NamedTensor, Trace, _TRACE, _user_names
-from nir.types import TensorType, canonical_dtype, is_generated
+from nir.types import TensorType, canonical_dtype
 
 __all__ = ["Spec", "spec", "trace", "Traced"]
 
@@ -114,7 +112,3 @@ def trace(fn: Callable[..., Any], *example_inputs: "NamedTensor | Spec") -> Trac
     values = [tr.lift(t)._value for t in leaves]
     return Traced(tr.builder.build(values), structure)
 
-
-def user_names(t: TensorType) -> tuple[str | None, ...]:
-    """The names a user sees for a type (generated names become None)."""
-    return tuple(None if is_generated(n) else n for n in t.names)

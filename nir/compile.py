@@ -23,7 +23,7 @@ from .frontends.python import Spec, Traced, trace
 from .ir import Program, verify
 from .target import KINDS, Target, parse_target
 from .tensor import NamedTensor, _to_numpy
-from .types import NamedShapeError, TensorType, canonical_dtype, format_dims, is_generated
+from .types import NamedShapeError, TensorType, canonical_dtype
 
 __all__ = ["compile", "Compiled", "load", "Loaded", "SignatureError", "resolve_backend"]
 
@@ -59,7 +59,6 @@ class _Entry:
     def __init__(self, traced: Traced, executable: Any, backend: str, tuned: bool) -> None:
         self.traced, self.executable, self.backend, self.tuned = traced, executable, backend, tuned
         self.out_types = [v.type for v in traced.program.outputs]
-        self.in_types = [v.type for v in traced.program.inputs]
 
     def run(self, arrays: Sequence[Any]) -> Any:
         outs = self.executable(*arrays)
@@ -120,7 +119,7 @@ class Compiled:
         if isinstance(fn, (Traced, Program)):
             traced = fn if isinstance(fn, Traced) else Traced(fn, tuple(range(len(fn.outputs))) if
                                                                len(fn.outputs) != 1 else 0)
-            self._fixed = tuple(Spec(tuple(None if is_generated(n) else n for n in v.type.names), v.type.shape,
+            self._fixed = tuple(Spec(v.type.user_names, v.type.shape,
                                      v.type.dtype) for v in traced.program.inputs)
             self._add(self._fixed, traced)
         else:
@@ -232,8 +231,8 @@ class Loaded:
         self.path, self.manifest, self.executable = path, manifest, executable
         self.backend = manifest["backend"]
         self.target = parse_target(manifest["target"])
-        self.signature = tuple(Spec(tuple(None if is_generated(n) else n for n in s["names"]), tuple(s["shape"]),
-                                    s["dtype"]) for s in manifest["inputs"])
+        in_types = [TensorType(tuple(zip(s["names"], s["shape"])), s["dtype"]) for s in manifest["inputs"]]
+        self.signature = tuple(Spec(t.user_names, t.shape, t.dtype) for t in in_types)
         self._out_types = [TensorType(tuple(zip(s["names"], s["shape"])), s["dtype"]) for s in manifest["outputs"]]
 
     def __call__(self, *args: Any) -> Any:

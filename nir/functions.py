@@ -12,12 +12,12 @@ from __future__ import annotations
 import builtins
 import math
 from collections import namedtuple
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-from .tensor import NamedTensor, _user_names, as_tensor, bind, current_trace, from_array
-from .types import (NamedShapeError, TensorType, canonical_dtype, check_user_name, format_dims, fresh_name,
+from .tensor import NamedTensor, _user_names, as_tensor, bind, from_array
+from .types import (NamedShapeError, TensorType, canonical_dtype, check_user_name, fresh_name,
                     is_float, is_generated, promote_dtypes)
 
 Dim = int | str

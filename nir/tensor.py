@@ -12,18 +12,14 @@ from __future__ import annotations
 import contextvars
 import os
 import sys
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from . import ops
 from .interpret import eval_eqn
 from .ir import Builder, Value, infer
 from .types import (NamedShapeError, TensorType, canonical_dtype, check_user_name, fresh_name, is_generated,
                     numpy_dtype)
-
-if TYPE_CHECKING:  # pragma: no cover
-    pass
 
 __all__ = ["NamedTensor", "TraceError", "bind", "as_tensor", "Trace", "current_trace"]
 
@@ -107,7 +103,7 @@ class NamedTensor:
     @property
     def names(self) -> tuple[str | None, ...]:
         """Dimension names in order; None for an unnamed dim."""
-        return tuple(None if is_generated(n) else n for n in self._type.names)
+        return self._type.user_names
 
     @property
     def shape(self) -> tuple[int, ...]:

@@ -138,6 +138,11 @@ class TensorType:
         return tuple(n for n, _ in self.dims)
 
     @property
+    def user_names(self) -> tuple[str | None, ...]:
+        """The names a user sees: generated names (unnamed dims) become None."""
+        return tuple(None if is_generated(n) else n for n, _ in self.dims)
+
+    @property
     def shape(self) -> tuple[int, ...]:
         return tuple(s for _, s in self.dims)
 

@@ -38,7 +38,7 @@ class TuningDatabaseWarning(UserWarning):
 
 def signature_of(program: Program) -> list[dict[str, Any]]:
     """The input signature of ``program`` as plain data: names (generated ones as null), shape, dtype."""
-    return [{"names": [None if n.startswith("_") else n for n in v.type.names], "shape": list(v.type.shape),
+    return [{"names": list(v.type.user_names), "shape": list(v.type.shape),
              "dtype": v.type.dtype} for v in program.inputs]
 
 
