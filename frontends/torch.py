@@ -49,7 +49,7 @@ from torch.fx.node import map_arg
 
 import nir.functions as nf
 from nir.functions import _rename_ir
-from nir.ops import _window_out
+from nir.ops.windows import _window_out
 from nir.tensor import NamedTensor, bind, current_trace, from_array
 from nir.types import NamedShapeError, canonical_dtype, check_user_name, fresh_name
 

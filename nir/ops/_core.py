@@ -1,0 +1,70 @@
+"""The primitive registry: `Primitive`, `PRIMITIVES`, registration and the helpers every family uses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..types import NamedShapeError, TensorType
+
+Rule = Callable[..., TensorType]
+Impl = Callable[..., np.ndarray]
+
+
+@dataclass(frozen=True)
+class Primitive:
+    """One IR operation: ``rule(*in_types, **params) -> out_type``, ``impl(*arrays, **params)``.
+
+    ``kind`` groups primitives for backends and the fuzzer: elementwise, reduction, layout,
+    contraction, window, normalization, creation, index.
+    """
+
+    name: str
+    kind: str
+    arity: int | None  # None: variadic
+    rule: Rule = field(repr=False)
+    impl: Impl = field(repr=False)
+    doc: str = ""
+
+
+PRIMITIVES: dict[str, Primitive] = {}
+
+
+def _register(name: str, kind: str, arity: int | None, rule: Rule, impl: Impl, doc: str = "") -> None:
+    PRIMITIVES[name] = Primitive(name, kind, arity, rule, impl, doc)
+
+
+def get(name: str) -> Primitive:
+    """The primitive called ``name``; a clear error for an unknown one."""
+    try:
+        return PRIMITIVES[name]
+    except KeyError:
+        raise NamedShapeError(f"unknown primitive {name!r}; known: {', '.join(sorted(PRIMITIVES))}") from None
+
+
+def _fail(op: str, msg: str, *types: TensorType, fix: str = "") -> NamedShapeError:
+    shapes = " and ".join(t.pretty() for t in types)
+    text = f"{op}: {msg}"
+    if shapes:
+        text += f" (named shapes {shapes})"
+    if fix:
+        text += f". {fix}"
+    return NamedShapeError(text)
+
+
+def to_order(x: np.ndarray, src: Sequence[str], dst: Sequence[str]) -> np.ndarray:
+    """Move the axes of ``x`` (named ``src``) into the order ``dst``; names of ``dst`` missing from
+    ``src`` become size-1 axes, ready for numpy broadcasting. Every name of ``src`` must be in ``dst``."""
+    perm = [src.index(n) for n in dst if n in src]
+    y = np.transpose(x, perm) if perm != list(range(len(src))) else x
+    return y.reshape([x.shape[src.index(n)] if n in src else 1 for n in dst])
+
+def _check_present(op: str, x: TensorType, names: Sequence[str]) -> None:
+    missing = [n for n in names if n not in x.names]
+    if missing:
+        raise _fail(op, f"dims {missing} are not in the input", x,
+                    fix=f"The input's dims are {list(x.names)}; check the spelling or rename()")
+    if len(set(names)) != len(names):
+        raise _fail(op, f"dims {list(names)} name a dim twice", x)

@@ -1,0 +1,128 @@
+"""Window primitives over two named spatial dims: `conv2d` and `pool2d`."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from ..types import TensorType
+from ._core import _check_present, _fail, _register, to_order
+
+
+def _window_out(size: int, k: int, s: int, p: int, d: int) -> int:
+    return (size + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def _conv2d_rule(x: TensorType, w: TensorType, *, channels: str, out_channels: str, spatial: tuple[str, str],
+                 stride: tuple[int, int], padding: tuple[int, int], dilation: tuple[int, int],
+                 groups: int) -> TensorType:
+    op = "conv2d"
+    if x.dtype != w.dtype:
+        raise _fail(op, f"input and weight have different dtypes {x.dtype} and {w.dtype}", x, w)
+    _check_present(op, x, (channels, *spatial))
+    want = {out_channels, channels, *spatial}
+    if set(w.names) != want or len(want) != 4:
+        raise _fail(op, f"the weight's dims must be named {sorted(want)}", x, w,
+                    fix=f"rename() the weight's dims to {out_channels!r}, {channels!r} and the spatial names "
+                        f"{spatial[0]!r}, {spatial[1]!r}")
+    if out_channels in x.names:
+        raise _fail(op, f"out_channels name {out_channels!r} is already a dim of the input", x, w,
+                    fix="Pass out_channels= a name the input does not use")
+    if groups < 1 or x.size(channels) % groups or w.size(out_channels) % groups:
+        raise _fail(op, f"groups={groups} must divide both {channels}={x.size(channels)} and "
+                        f"{out_channels}={w.size(out_channels)}", x, w)
+    if w.size(channels) * groups != x.size(channels):
+        raise _fail(op, f"weight has {channels}={w.size(channels)} but the input has {channels}={x.size(channels)}"
+                        f" with groups={groups}", x, w, fix=f"The weight's {channels!r} must be input {channels} / groups")
+    dims = []
+    for n, s in x.dims:
+        if n == channels:
+            dims.append((out_channels, w.size(out_channels)))
+        elif n in spatial:
+            i = spatial.index(n)
+            o = _window_out(s, w.size(n), stride[i], padding[i], dilation[i])
+            if o <= 0:
+                raise _fail(op, f"kernel {w.size(n)} (dilation {dilation[i]}) is larger than padded {n}={s}", x, w)
+            dims.append((n, o))
+        else:
+            dims.append((n, s))
+    return TensorType(tuple(dims), x.dtype)
+
+
+def _windows(xp: np.ndarray, k: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int],
+             out_hw: tuple[int, int]) -> np.ndarray:
+    """(B, C, Hp, Wp) -> (B, C, Ho, Wo, kh, kw) view of the sliding windows."""
+    B, C, _, _ = xp.shape
+    sb, sc, sh, sw = xp.strides
+    shape = (B, C, out_hw[0], out_hw[1], k[0], k[1])
+    strides = (sb, sc, sh * stride[0], sw * stride[1], sh * dilation[0], sw * dilation[1])
+    return np.lib.stride_tricks.as_strided(xp, shape, strides, writeable=False)
+
+
+def _to_bchw(x: np.ndarray, t: TensorType, channels: str | None, spatial: Sequence[str]):
+    """Move x to (batch..., C, H, W) and flatten batch; returns array and the batch dims."""
+    batch = [n for n in t.names if n != channels and n not in spatial]
+    order = batch + ([channels] if channels else []) + list(spatial)
+    y = to_order(x, t.names, order)
+    bshape = [t.size(n) for n in batch]
+    y = y.reshape((int(np.prod(bshape, dtype=np.int64)), -1 if channels else 1, *y.shape[-2:]))
+    return y, batch
+
+
+def _conv2d_impl(x: np.ndarray, w: np.ndarray, *, types, out: TensorType, channels: str, out_channels: str,
+                 spatial: tuple[str, str], stride, padding, dilation, groups: int) -> np.ndarray:
+    xt, wt = types
+    xb, batch = _to_bchw(x, xt, channels, spatial)
+    wo = to_order(w, wt.names, [out_channels, channels, *spatial])
+    ph, pw = padding
+    xp = np.pad(xb, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    ho, wo_ = out.size(spatial[0]), out.size(spatial[1])
+    win = _windows(xp, wo.shape[2:], stride, dilation, (ho, wo_))  # B, C, Ho, Wo, kh, kw
+    B, C = xb.shape[:2]
+    O = wo.shape[0]
+    win = win.reshape(B, groups, C // groups, ho, wo_, *wo.shape[2:])
+    wg = wo.reshape(groups, O // groups, C // groups, *wo.shape[2:])
+    y = np.einsum("bgchwij,gocij->bgohw", win, wg).reshape(B, O, ho, wo_)
+    y = y.reshape([xt.size(n) for n in batch] + [O, ho, wo_])
+    return to_order(y, batch + [out_channels, *spatial], out.names)
+
+
+def _pool_rule(x: TensorType, *, kind: str, kernel: tuple[int, int], stride: tuple[int, int],
+               padding: tuple[int, int], spatial: tuple[str, str]) -> TensorType:
+    op = f"{kind}_pool2d"
+    _check_present(op, x, spatial)
+    if kind not in ("max", "avg"):
+        raise _fail(op, f"unknown pooling kind {kind!r} (max or avg)", x)
+    dims = []
+    for n, s in x.dims:
+        if n in spatial:
+            i = spatial.index(n)
+            if padding[i] * 2 > kernel[i]:
+                raise _fail(op, f"padding {padding[i]} must be at most half the kernel {kernel[i]} along {n}", x)
+            o = _window_out(s, kernel[i], stride[i], padding[i], 1)
+            if o <= 0:
+                raise _fail(op, f"kernel {kernel[i]} is larger than padded {n}={s}", x)
+            dims.append((n, o))
+        else:
+            dims.append((n, s))
+    return TensorType(tuple(dims), x.dtype)
+
+
+def _pool_impl(x: np.ndarray, *, types, out: TensorType, kind: str, kernel, stride, padding, spatial) -> np.ndarray:
+    xt = types[0]
+    others = [n for n in xt.names if n not in spatial]
+    xb, _ = _to_bchw(x, xt, None, spatial)
+    ph, pw = padding
+    fill = -np.inf if kind == "max" else 0
+    xp = np.pad(xb, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=fill)
+    ho, wo = out.size(spatial[0]), out.size(spatial[1])
+    win = _windows(xp, kernel, stride, (1, 1), (ho, wo))
+    y = win.max(axis=(-2, -1)) if kind == "max" else win.mean(axis=(-2, -1))  # avg counts padding (torch default)
+    y = y.reshape([xt.size(n) for n in others] + [ho, wo])
+    return to_order(y.astype(x.dtype, copy=False), others + list(spatial), out.names)
+
+
+_register("conv2d", "window", 2, _conv2d_rule, _conv2d_impl,
+          "cross-correlation over the two `spatial` dims; weight dims: out_channels, channels, *spatial")
+_register("pool2d", "window", 1, _pool_rule, _pool_impl, "max or average pooling over the two `spatial` dims")
