@@ -16,6 +16,7 @@ import importlib
 import importlib.util
 from types import ModuleType
 
+from nir.extras import install_hint
 from nir.target import KINDS, Target
 
 __all__ = ["available", "get", "installed", "BackendError", "BackendChoiceError", "REGISTRY", "INSTALL_HINT"]
@@ -26,7 +27,7 @@ REGISTRY: dict[str, tuple[str, tuple[str, ...]]] = {
     "tvm": ("nir.backends.tvm", ("tvm", "tvm_ffi")),
     "xla": ("nir.backends.xla", ("jax", "jaxlib")),
 }
-INSTALL_HINT = {"tvm": 'pip install "named-ir[tvm]"', "xla": 'pip install "named-ir[xla]"'}
+INSTALL_HINT = {name: install_hint(packages[0]) for name, (_, packages) in REGISTRY.items() if packages}
 
 
 class BackendError(RuntimeError):

@@ -336,8 +336,7 @@ def _to_numpy(data: Any) -> np.ndarray:
         if type(data).__module__.startswith("torch"):
             data = data.detach()
             if str(getattr(data, "dtype", "")) == "torch.bfloat16":  # numpy's DLPack has no bfloat16
-                import ml_dtypes  # shipped with jax; only needed for bfloat16 input
-                return data.view(__import__("torch").int16).cpu().numpy().view(ml_dtypes.bfloat16)
+                return data.view(__import__("torch").int16).cpu().numpy().view(numpy_dtype("bfloat16"))
         try:
             return np.from_dlpack(data)
         except (TypeError, BufferError, RuntimeError):
