@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..tensor import NamedTensor, _user_names, bind
+from ..tensor import NamedTensor, _user_names, bind, implicit_dim
 from ..types import (NamedShapeError, check_user_name, fresh_name,
                     is_generated)
 
@@ -207,11 +207,20 @@ def squeeze(x: NamedTensor, dim: Dim | Sequence[Dim] | None = None) -> NamedTens
     return bind("squeeze", [x], dims=tuple(dims)) if dims else x
 
 
+def _new_position(x: NamedTensor, dim: int, op: str) -> int:
+    """Where a new dim goes: index ``dim`` (negative counts from the end) among ``x``'s dims and the new one."""
+    if dim is None:
+        raise implicit_dim(op, x)
+    if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool):
+        raise TypeError(f"{op}: the new dim's position is an int, got {dim!r}")
+    if not -x.ndim - 1 <= dim <= x.ndim:
+        raise IndexError(f"{op}: dim {dim} out of range for {x.type.pretty()}")
+    return int(dim) % (x.ndim + 1)
+
+
 def unsqueeze(x: NamedTensor, dim: int) -> NamedTensor:
     """Insert an unnamed size-1 dim at index ``dim``."""
-    if not -x.ndim - 1 <= dim <= x.ndim:
-        raise IndexError(f"unsqueeze: dim {dim} out of range for {x.type.pretty()}")
-    dim = dim % (x.ndim + 1)
+    dim = _new_position(x, dim, "unsqueeze")
     dims = list(x.type.dims)
     dims.insert(dim, (fresh_name(), 1))
     return _align_ir(x, dims)
@@ -297,9 +306,7 @@ def stack(tensors: Sequence[NamedTensor], dim: int = 0, name: str | None = None)
     parts = []
     for t in _unify_same_rank("stack", tensors):
         d = list(t.type.dims)
-        if not -len(d) - 1 <= dim <= len(d):
-            raise IndexError(f"stack: dim {dim} out of range for {t.type.pretty()}")
-        d.insert(dim % (len(d) + 1), (new, 1))
+        d.insert(_new_position(t, dim, "stack"), (new, 1))
         parts.append(_align_ir(t, d))
     return bind("concat", parts, dim=new)
 
