@@ -42,7 +42,7 @@ def _fresh_unnamed(t: NamedTensor) -> NamedTensor:
     return _rename_ir(t, {n: fresh_name() for n in t.type.names if is_generated(n)})
 
 
-def misaligned(op: str, name: str, named: TensorType, unnamed: TensorType) -> NamedShapeError:
+def _misaligned(op: str, name: str, named: TensorType, unnamed: TensorType) -> NamedShapeError:
     """PyTorch's "Are your tensors misaligned?": matching ``name`` of ``named`` with an unnamed dim of
     ``unnamed`` by position would put ``name`` in two places, since ``unnamed`` has it elsewhere."""
     return NamedShapeError(
@@ -91,7 +91,7 @@ def _unify_types(op: str, types: Sequence[TensorType], shown: Sequence[TensorTyp
         for i, name in enumerate(t.names):
             u = user[n - t.ndim + i]
             if is_generated(name) and u is not None and u in shown[k].user_names:
-                raise misaligned(op, u, shown[owner[n - t.ndim + i]], shown[k])
+                raise _misaligned(op, u, shown[owner[n - t.ndim + i]], shown[k])
     for k, t in enumerate(types):
         for i, s in enumerate(t.shape):
             p = n - t.ndim + i

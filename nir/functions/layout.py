@@ -11,7 +11,7 @@ from ..tensor import NamedTensor, _user_names, bind, implicit_dim
 from ..types import (NamedShapeError, check_user_name, fresh_name,
                     is_generated)
 
-from ._common import Dim, _align_ir, _dims, _fresh_unnamed, _pretty, _promote, _rename_ir, misaligned
+from ._common import Dim, _align_ir, _dims, _fresh_unnamed, _pretty, _promote, _rename_ir, _misaligned
 
 
 
@@ -295,7 +295,7 @@ def _unify_same_rank(op: str, tensors: Sequence[NamedTensor]) -> list[NamedTenso
     for t in ts:
         for i, u in enumerate(t.names):
             if u is None and out_user[i] is not None and out_user[i] in t.names:
-                raise misaligned(op, out_user[i], owner[i].type, t.type)  # type: ignore[arg-type]
+                raise _misaligned(op, out_user[i], owner[i].type, t.type)  # type: ignore[arg-type]
     return [_rename_ir(t, dict(zip(t.type.names, out_ir))) for t in ts]
 
 
