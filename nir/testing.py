@@ -24,6 +24,7 @@ TOLERANCE: dict[str, tuple[float, float]] = {
     "float64": (1e-9, 1e-9), "float32": (2e-5, 2e-5), "float16": (2e-2, 2e-2), "bfloat16": (6e-2, 6e-2),
 }
 POSITIVE = {"log", "sqrt", "rsqrt", "pow"}
+SCALED = {"quantize", "dequantize"}  # their second input is a scale: positive and small, so that clipping occurs
 
 
 def tolerance(dtype: str) -> tuple[float, float]:
@@ -33,9 +34,11 @@ def tolerance(dtype: str) -> tuple[float, float]:
 
 def random_array(t: TensorType, rng: np.random.Generator, positive: bool = False, high: int = 5) -> np.ndarray:
     """Random data of type ``t`` in logical order: normal floats (|x|+0.5 when ``positive``),
-    integers in [0, high), random bools."""
+    integers in [0, high), int8 over its whole range (int8 values are quantized data), random bools."""
     if t.dtype == "bool":
         a = rng.random(t.shape) < 0.5
+    elif t.dtype == "int8":
+        a = rng.integers(-128, 128, size=t.shape)
     elif is_float(t.dtype):
         a = rng.standard_normal(t.shape)
         if positive:
@@ -148,8 +151,38 @@ def _cases(dtype: str) -> list[tuple[str, str, Program]]:
     cases.append(("slice", "strided", _one("slice", [NCHW], dim="W", start=1, stop=6, step=2)))
     cases.append(("concat", "three", _one("concat", [NC, _T({"C": 4, "N": 2}, f), _T({"N": 1, "C": 4}, f)],
                                           dim="N")))
+    cases.extend(_quant_cases(dtype))
     cases.append(("take", "embedding", _one("take", [_T({"V": 5, "D": 4}, f), _T({"B": 2, "S": 3}, "int64")],
                                             dim="V")))
+    return cases
+
+
+def _quant_cases(dtype: str) -> list[tuple[str, str, Program]]:
+    """quantize/dequantize with per-tensor and per-channel (by name) scales; widening contractions
+    and convolutions on int8, and on ``dtype`` where it is a 16-bit float."""
+    f = dtype
+    x = _T({"N": 3, "C": 4, "K": 5}, f)
+    cases = [("quantize", "per-tensor", _one("quantize", [x, _T({}, "float32")])),
+             ("quantize", "per-channel", _one("quantize", [x, _T({"C": 4}, "float32")])),
+             ("dequantize", "int8-per-channel", _one("dequantize", [_T({"N": 3, "C": 4}, "int8"), _T({"C": 4}, "float32")])),
+             ("dequantize", "int32-two-dims", _one("dequantize", [_T({"N": 3, "C": 4}, "int32"),
+                                                                 _T({"C": 4, "N": 3}, "float32")]))]
+    conv = dict(channels="C", out_channels="O", spatial=("H", "W"), dilation=(1, 1))
+    for w in ["int8"] + ([f] if f in ("bfloat16", "float16") else []):
+        cases.append(("contract_wide", f"matmul-{w}", _one("contract_wide", [_T({"M": 5, "K": 70}, w),
+                                                                             _T({"N": 19, "K": 70}, w)], over=("K",))))
+        cases.append(("contract_wide", f"batched-{w}", _one("contract_wide", [_T({"B": 2, "M": 3, "K": 6}, w),
+                                                                              _T({"K": 6, "B": 2, "N": 4}, w)],
+                                                            over=("K",))))
+        cases.append(("conv2d_wide", f"nchw-pad1-{w}", _one("conv2d_wide", [_T({"N": 2, "C": 3, "H": 5, "W": 6}, w),
+                                                                          _T({"O": 4, "C": 3, "H": 3, "W": 3}, w)],
+                                                          stride=(1, 1), padding=(1, 1), groups=1, **conv)))
+        cases.append(("conv2d_wide", f"nhwc-stride2-{w}", _one("conv2d_wide", [_T({"N": 2, "H": 7, "W": 6, "C": 3}, w),
+                                                                             _T({"H": 3, "W": 2, "C": 3, "O": 5}, w)],
+                                                             stride=(2, 2), padding=(0, 1), groups=1, **conv)))
+        cases.append(("conv2d_wide", f"groups-{w}", _one("conv2d_wide", [_T({"N": 1, "C": 4, "H": 6, "W": 6}, w),
+                                                                       _T({"O": 6, "C": 2, "H": 3, "W": 3}, w)],
+                                                     stride=(1, 1), padding=(1, 1), groups=2, **conv)))
     return cases
 
 
@@ -160,6 +193,8 @@ def op_samples(dtype: str = "float32", seed: int = 0) -> list[OpSample]:
     for i, (prim, label, program) in enumerate(_cases(dtype)):
         rng = np.random.default_rng(seed + i)
         inputs = tuple(random_array(v.type, rng, positive=prim in POSITIVE) for v in program.inputs)
+        if prim in SCALED:
+            inputs = inputs[:1] + (rng.uniform(0.005, 0.05, inputs[1].shape).astype(np.float32),)
         out.append(OpSample(prim, label, dtype, program, inputs))
     return out
 

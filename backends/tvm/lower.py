@@ -28,6 +28,7 @@ from tvm.relax import op as R
 
 from nir import ops
 from nir.ir import Eqn, Program
+from nir.ops.quant import INT8_RANGE
 from nir.types import is_float, numpy_dtype
 
 __all__ = ["Named", "LOWERINGS", "lower_program", "LOW_PRECISION"]
@@ -324,10 +325,16 @@ def _contract(eqn: Eqn, a: Named, b: Named) -> Named:
     lead = [("_batch", size(batch, sa))] if batch else []
     a3 = reshape(permute(a, batch + a_free + over), lead + [("_m", size(a_free, sa)), ("_k", size(over, sa))])
     b3 = reshape(permute(b, batch + over + b_free), lead + [("_k", size(over, sb)), ("_n", size(b_free, sb))])
-    wide = "float32" if a.dtype in LOW_PRECISION else None
-    y = bind(R.matmul(a3.expr, b3.expr, out_dtype=wide), a3.names[:-1] + ("_n",))
+    y = bind(R.matmul(a3.expr, b3.expr, out_dtype=_accumulator(a)), a3.names[:-1] + ("_n",))
     names = batch + a_free + b_free
-    return downcast(reshape(y, [(n, {**sa, **sb}[n]) for n in names]), a.dtype)
+    # contract: rounded back to the operands' dtype; contract_wide: the accumulator is the result
+    return downcast(reshape(y, [(n, {**sa, **sb}[n]) for n in names]), eqn.out.type.dtype)
+
+
+def _accumulator(x: Named) -> str | None:
+    """The dtype a contraction of ``x`` accumulates in when it is not ``x``'s own: float32 for 16-bit
+    floats, int32 for int8."""
+    return {"float16": "float32", "bfloat16": "float32", "int8": "int32"}.get(x.dtype)
 
 
 def _image_layout(x: Named, channels: str | None, spatial: Sequence[str]) -> tuple[str, tuple[str, ...]]:
@@ -357,12 +364,12 @@ def _conv2d(eqn: Eqn, x: Named, w: Named) -> Named:
     kernel_layout = "OIHW" if layout == "NCHW" else "HWIO"
     xi = _to_image(x, layout, batch, (c,), (h, wd))
     wi = permute(w, {"OIHW": (o, c, h, wd), "HWIO": (h, wd, c, o)}[kernel_layout])
-    wide = "float32" if x.dtype in LOW_PRECISION else None
     y = R.nn.conv2d(xi.expr, wi.expr, strides=p["stride"], padding=p["padding"], dilation=p["dilation"],
-                    groups=p["groups"], data_layout=layout, kernel_layout=kernel_layout, out_dtype=wide)
+                    groups=p["groups"], data_layout=layout, kernel_layout=kernel_layout, out_dtype=_accumulator(x))
     out = eqn.out.type.sizes
     names = batch + ((o, h, wd) if layout == "NCHW" else (h, wd, o))
-    return downcast(reshape(bind(y, ("_n",) + names[len(batch):]), [(n, out[n]) for n in names]), x.dtype)
+    y = reshape(bind(y, ("_n",) + names[len(batch):]), [(n, out[n]) for n in names])
+    return downcast(y, eqn.out.type.dtype)  # conv2d_wide keeps the accumulator
 
 
 def _pool2d(eqn: Eqn, x: Named) -> Named:
@@ -376,6 +383,21 @@ def _pool2d(eqn: Eqn, x: Named) -> Named:
     out = eqn.out.type.sizes
     names = others + tuple(spatial)
     return reshape(bind(y, ("_n", "_c") + tuple(spatial)), [(n, out[n]) for n in names])
+
+
+# ---------------------------------------------------------------------------------------------
+# quantization (contract_wide and conv2d_wide are _contract and _conv2d: they return the accumulator)
+# ---------------------------------------------------------------------------------------------
+
+def _quantize(eqn: Eqn, x: Named, scale: Named) -> Named:
+    lo, hi = INT8_RANGE
+    y = R.round(R.divide(upcast(x).expr, align(scale, x.names)))  # LLVM's nearbyint: half to even
+    y = R.where(R.isnan(y), relax.const(0.0, "float32"), R.clip(y, lo, hi))
+    return bind(R.astype(y, "int8"), x.names)
+
+
+def _dequantize(eqn: Eqn, q: Named, scale: Named) -> Named:
+    return bind(R.multiply(R.astype(q.expr, "float32"), align(scale, q.names)), q.names)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -462,6 +484,10 @@ LOWERINGS: dict[str, Lowering] = {
     "contract": _contract,
     "conv2d": _conv2d,
     "pool2d": _pool2d,
+    "quantize": _quantize,
+    "dequantize": _dequantize,
+    "contract_wide": _contract,
+    "conv2d_wide": _conv2d,
     "align": _align,
     "squeeze": _squeeze,
     "rename": _rename,

@@ -23,6 +23,7 @@ import numpy as np
 from jax import lax
 
 from nir import ops
+from nir.ops.quant import INT8_RANGE
 from nir.ir import Program, Value
 from nir.types import numpy_dtype
 
@@ -190,6 +191,8 @@ def _accumulate(x: jax.Array, precision: lax.Precision) -> dict[str, Any]:
     extra: dict[str, Any] = {"precision": precision}
     if x.dtype.name in _LOW:
         extra["preferred_element_type"] = jnp.float32
+    elif x.dtype == jnp.int8:  # int8 x int8 -> int32: XLA:CPU runs these on AMX/VNNI (YNNPACK)
+        extra["preferred_element_type"] = jnp.int32
     return extra
 
 
@@ -200,7 +203,7 @@ def _contract(args, ins, out, *, over: Sequence[str], precision: lax.Precision =
              (tuple(pa.index(n) for n in batch), tuple(pb.index(n) for n in batch))))
     y = lax.dot_general(a, b, dims, **_accumulate(a, precision))
     order = tuple(batch) + tuple(n for n in pa if n not in pb) + tuple(n for n in pb if n not in pa)
-    return y.astype(a.dtype), order
+    return y.astype(_dtype(out)), order  # contract: the operands' dtype; contract_wide: the accumulator's
 
 
 def _conv2d(args, ins, out, *, channels: str, out_channels: str, spatial: Sequence[str], stride, padding,
@@ -223,7 +226,7 @@ def _conv2d(args, ins, out, *, channels: str, out_channels: str, spatial: Sequen
                                        *[pw.index(s) for s in spatial]), spec(out_order, out_channels))
     y = lax.conv_general_dilated(
         x, w, window_strides=tuple(stride), padding=[(p, p) for p in padding], rhs_dilation=tuple(dilation),
-        dimension_numbers=numbers, feature_group_count=groups, **_accumulate(x, precision)).astype(x.dtype)
+        dimension_numbers=numbers, feature_group_count=groups, **_accumulate(x, precision)).astype(_dtype(out))
     if len(batch) != 1:
         y = y.reshape((*[out.type.size(n) for n in batch], *y.shape[1:]))
         out_order = (*batch, *out_order[1:])
@@ -244,6 +247,22 @@ def _pool2d(args, ins, out, *, kind: str, kernel, stride, padding, spatial: Sequ
         w = _widen(x)
         y = lax.reduce_window(w, jnp.array(0, w.dtype), lax.add, window, strides, pads) / (kernel[0] * kernel[1])
     return y.astype(x.dtype), order
+
+
+# ----------------------------------------------------------------------------------------------
+# quantization (contract_wide and conv2d_wide are _contract and _conv2d: they return the accumulator)
+# ----------------------------------------------------------------------------------------------
+
+def _quantize(args, ins, out):
+    (x, scale), order = args, ins[0].physical_order
+    y = jnp.round(x.astype(jnp.float32) / align(scale, ins[1].physical_order, order))  # half to even
+    y = jnp.where(jnp.isnan(y), 0, jnp.clip(y, *INT8_RANGE))
+    return y.astype(jnp.int8), order
+
+
+def _dequantize(args, ins, out):
+    (q, scale), order = args, ins[0].physical_order
+    return q.astype(jnp.float32) * align(scale, ins[1].physical_order, order), order
 
 
 # ----------------------------------------------------------------------------------------------
@@ -320,10 +339,11 @@ LOWERINGS: dict[str, Lowering] = {
     "softmax": _softmax(jax.nn.softmax), "log_softmax": _softmax(jax.nn.log_softmax),
     "layer_norm": _layer_norm,
     "contract": _contract, "conv2d": _conv2d, "pool2d": _pool2d,
+    "quantize": _quantize, "dequantize": _dequantize, "contract_wide": _contract, "conv2d_wide": _conv2d,
     "align": _align, "squeeze": _squeeze, "rename": _rename, "flatten": _flatten, "unflatten": _unflatten,
     "select": _select, "slice": _slice, "concat": _concat, "take": _take,
 }
-_PRECISION_AWARE = {"contract", "conv2d"}
+_PRECISION_AWARE = {"contract", "conv2d", "contract_wide", "conv2d_wide"}
 
 
 def to_jax(program: Program, precision: str = "highest",

@@ -14,6 +14,7 @@ from __future__ import annotations
 from ..types import format_dims
 from ._core import PRIMITIVES, Impl, Primitive, Rule, get, to_order
 from . import creation, contraction, elementwise, layout, reductions, windows  # noqa: F401  (registers)
+from . import quant  # noqa: F401  (registers; after contraction and windows, whose rules it reuses)
 from .elementwise import BINARY, UNARY
 from .reductions import REDUCTIONS
 
