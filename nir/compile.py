@@ -21,6 +21,7 @@ from . import backends as _backends
 from .artifact import read_manifest
 from .frontends.python import Spec, Traced, trace
 from .ir import Program, verify
+from .quant.precision import PRECISIONS, apply_precision
 from .target import KINDS, Target, parse_target
 from .tensor import NamedTensor, _to_numpy
 from .types import NamedShapeError, TensorType, canonical_dtype
@@ -106,8 +107,12 @@ class Compiled:
 
     def __init__(self, fn: Callable[..., Any] | Traced | Program, target: str | Target = "llvm",
                  backend: str = "auto", inputs: Sequence[NamedTensor | Spec] | None = None,
-                 tuning: str | pathlib.Path | None = None, **options: Any) -> None:
+                 tuning: str | pathlib.Path | None = None, precision: str | None = None, **options: Any) -> None:
         self.target = parse_target(target)
+        if precision is not None and precision not in PRECISIONS:
+            options["precision"] = precision  # not a policy: the backend's own option (XLA's dot precision)
+            precision = None
+        self.precision = precision
         self._requested = backend
         self._default_backend = resolve_backend(backend, self.target)
         self.tuning = pathlib.Path(tuning) if tuning is not None else None
@@ -129,6 +134,8 @@ class Compiled:
                 self.lower(*self._fixed)
 
     def _add(self, sig: tuple[Spec, ...], traced: Traced) -> _Entry:
+        if self.precision is not None:
+            traced = Traced(apply_precision(verify(traced.program), self.precision), traced.structure)
         program = verify(traced.program)
         backend, options, tuned = self._default_backend, dict(self.options), False
         if self.tuning is not None:  # apply the best tuning record, if any (no re-tuning)
@@ -211,7 +218,7 @@ class Compiled:
 
 def compile(fn: Callable[..., Any] | Traced | Program | None = None, *, target: str | Target = "llvm",  # noqa: A001
             backend: str = "auto", inputs: Sequence[NamedTensor | Spec] | None = None,
-            tuning: str | pathlib.Path | None = None, **options: Any) -> Any:
+            tuning: str | pathlib.Path | None = None, precision: str | None = None, **options: Any) -> Any:
     """Compile ``fn`` (a function over NamedTensors, or a traced Program) for ``target`` with ``backend``
     (``"auto"``: the first installed backend serving the target; ``"reference"``, ``"tvm"``, ``"xla"``).
     ``target`` is ``"llvm"`` (the CPU; alias ``"cpu"``), ``"cuda"`` (aliases ``"gpu"``, ``"nvidia"``) or
@@ -223,10 +230,14 @@ def compile(fn: Callable[..., Any] | Traced | Program | None = None, *, target: 
     now and later calls must match that signature. ``tuning=DIR`` applies the best record of a tuning
     database written by `nir tune` (layouts, options, schedules; with ``backend="auto"`` also the
     measured fastest backend) without re-tuning; a program with no record compiles as usual. Extra
-    ``options`` go to the backend (e.g. XLA's ``mesh=``/``shard=``)."""
+    ``options`` go to the backend (e.g. XLA's ``mesh=``/``shard=``).
+    ``precision="bf16"`` computes every float32 contraction and convolution with bfloat16 operands and
+    float32 accumulation (weights rounded once, at compile time; everything else stays float32); the
+    default, ``"fp32"``, changes nothing. Other values (``"highest"``...) go to the backend as its
+    ``precision`` option (XLA's dot precision)."""
     if fn is None:
-        return lambda f: Compiled(f, target, backend, inputs, tuning, **options)
-    return Compiled(fn, target, backend, inputs, tuning, **options)
+        return lambda f: Compiled(f, target, backend, inputs, tuning, precision, **options)
+    return Compiled(fn, target, backend, inputs, tuning, precision, **options)
 
 
 class Loaded:
