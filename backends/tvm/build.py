@@ -391,7 +391,8 @@ def build(program: Program, target: Target | str, *, tuning_db: Any = None, sche
         raise BackendError(f"the tvm backend cannot compile primitive(s) {', '.join(missing)} ({detail}). "
                            "Use another backend for this program (e.g. backend='xla' or 'reference')")
     ttarget = tvm_target(target)
-    mod = lower_program(program)
+    with ttarget:  # lowerings may pick kernels for the CPU (int8.py: VNNI)
+        mod = lower_program(program)
     if fast_math:
         mod = relax.transform.FastMathTransform()(mod)
     lib, tir_text, report = _compile(mod, target, ttarget, tuning_db, schedule)

@@ -386,8 +386,21 @@ def _pool2d(eqn: Eqn, x: Named) -> Named:
 
 
 # ---------------------------------------------------------------------------------------------
-# quantization (contract_wide and conv2d_wide are _contract and _conv2d: they return the accumulator)
+# quantization and widening contractions
 # ---------------------------------------------------------------------------------------------
+
+def _contract_wide(eqn: Eqn, a: Named, b: Named) -> Named:
+    """int8 on a CPU with AVX-512 VNNI (the target in scope at lowering time): the tensorized kernel of
+    int8.py; otherwise the generic loops of `_contract`, in the accumulator's dtype."""
+    from .int8 import contract_wide  # it uses the helpers above
+    return contract_wide(eqn, a, b) or _contract(eqn, a, b)
+
+
+def _conv2d_wide(eqn: Eqn, x: Named, w: Named) -> Named:
+    """int8 with VNNI: im2col and the tensorized GEMM of int8.py; otherwise `_conv2d`'s loops."""
+    from .int8 import conv2d_wide
+    return conv2d_wide(eqn, x, w) or _conv2d(eqn, x, w)
+
 
 def _quantize(eqn: Eqn, x: Named, scale: Named) -> Named:
     lo, hi = INT8_RANGE
@@ -486,8 +499,8 @@ LOWERINGS: dict[str, Lowering] = {
     "pool2d": _pool2d,
     "quantize": _quantize,
     "dequantize": _dequantize,
-    "contract_wide": _contract,
-    "conv2d_wide": _conv2d,
+    "contract_wide": _contract_wide,
+    "conv2d_wide": _conv2d_wide,
     "align": _align,
     "squeeze": _squeeze,
     "rename": _rename,

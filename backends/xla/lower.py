@@ -250,7 +250,7 @@ def _pool2d(args, ins, out, *, kind: str, kernel, stride, padding, spatial: Sequ
 
 
 # ----------------------------------------------------------------------------------------------
-# quantization (contract_wide and conv2d_wide are _contract and _conv2d: they return the accumulator)
+# quantization and widening convolutions (contract_wide is _contract: it returns the accumulator)
 # ----------------------------------------------------------------------------------------------
 
 def _quantize(args, ins, out):
@@ -258,6 +258,33 @@ def _quantize(args, ins, out):
     y = jnp.round(x.astype(jnp.float32) / align(scale, ins[1].physical_order, order))  # half to even
     y = jnp.where(jnp.isnan(y), 0, jnp.clip(y, *INT8_RANGE))
     return y.astype(jnp.int8), order
+
+
+def _conv2d_wide(args, ins, out, *, channels: str, out_channels: str, spatial: Sequence[str], stride, padding,
+                 dilation, groups: int, precision: lax.Precision = lax.Precision.HIGHEST):
+    """An im2col (a strided slice per kernel tap of the padded NHWC image) and one dot_general that
+    accumulates in the wide dtype: XLA:CPU runs integer convolutions as plain loops (about 100x slower
+    here), but int8 and bfloat16 dots on AMX/VNNI (YNNPACK). Grouped convolutions use `_conv2d`."""
+    if groups != 1:
+        return _conv2d(args, ins, out, channels=channels, out_channels=out_channels, spatial=spatial, stride=stride,
+                       padding=padding, dilation=dilation, groups=groups, precision=precision)
+    (x, w), (px, pw) = args, (ins[0].physical_order, ins[1].physical_order)
+    batch = [n for n in px if n != channels and n not in spatial]
+    h, wd = spatial
+    image = transpose(x, px, (*batch, h, wd, channels)).reshape((-1, x.shape[px.index(h)], x.shape[px.index(wd)],
+                                                                  x.shape[px.index(channels)]))
+    image = jnp.pad(image, ((0, 0), (padding[0], padding[0]), (padding[1], padding[1]), (0, 0)))
+    (kh, kw), (ho, wo) = (w.shape[pw.index(h)], w.shape[pw.index(wd)]), (out.type.size(h), out.type.size(wd))
+    taps = [lax.slice(image, (0, i * dilation[0], j * dilation[1], 0),
+                      (image.shape[0], i * dilation[0] + (ho - 1) * stride[0] + 1,
+                       j * dilation[1] + (wo - 1) * stride[1] + 1, image.shape[3]), (1, stride[0], stride[1], 1))
+            for i in range(kh) for j in range(kw)]
+    cols = jnp.stack(taps, axis=3).reshape((-1, kh * kw * image.shape[3]))
+    kernel = transpose(w, pw, (h, wd, channels, out_channels)).reshape((cols.shape[1], -1))
+    y = lax.dot_general(cols, kernel, (((1,), (0,)), ((), ())), **_accumulate(x, precision))
+    sizes = out.type.sizes
+    order = (*batch, h, wd, out_channels)
+    return y.reshape(tuple(sizes[n] for n in order)).astype(_dtype(out)), order
 
 
 def _dequantize(args, ins, out):
@@ -339,7 +366,7 @@ LOWERINGS: dict[str, Lowering] = {
     "softmax": _softmax(jax.nn.softmax), "log_softmax": _softmax(jax.nn.log_softmax),
     "layer_norm": _layer_norm,
     "contract": _contract, "conv2d": _conv2d, "pool2d": _pool2d,
-    "quantize": _quantize, "dequantize": _dequantize, "contract_wide": _contract, "conv2d_wide": _conv2d,
+    "quantize": _quantize, "dequantize": _dequantize, "contract_wide": _contract, "conv2d_wide": _conv2d_wide,
     "align": _align, "squeeze": _squeeze, "rename": _rename, "flatten": _flatten, "unflatten": _unflatten,
     "select": _select, "slice": _slice, "concat": _concat, "take": _take,
 }
