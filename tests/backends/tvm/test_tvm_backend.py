@@ -508,3 +508,52 @@ def test_calling_cuda_code_without_a_gpu_raises(cuda_export):
         exe(*random_inputs(program))
     with pytest.raises(BackendError, match="no CUDA device"):
         backend.load(path, manifest)
+
+
+# ---------------------------------------------------------------------------------------------
+# int8 on CPUs with AVX-512 VNNI (backends/tvm/int8.py)
+# ---------------------------------------------------------------------------------------------
+
+int8_module = importlib.import_module("nir.backends.tvm.int8")
+HAS_VNNI = int8_module.has_vnni(build_module.tvm_target(parse_target("llvm")))
+
+
+def _int8_programs() -> dict[str, Program]:
+    conv = dict(channels="C", out_channels="O", spatial=("H", "W"), dilation=(1, 1), groups=1)
+    return {"matmul": one("contract_wide", [T({"M": 37, "K": 70}, "int8"), T({"K": 70, "N": 50}, "int8")], over=("K",)),
+            "conv-nchw": one("conv2d_wide", [T({"N": 2, "C": 5, "H": 9, "W": 7}, "int8"),
+                                             T({"O": 20, "C": 5, "H": 3, "W": 3}, "int8")],
+                             stride=(2, 1), padding=(1, 0), **conv),
+            "conv-nhwc": one("conv2d_wide", [T({"N": 1, "H": 6, "W": 6, "C": 8}, "int8"),
+                                             T({"H": 3, "W": 3, "C": 8, "O": 16}, "int8")],
+                             stride=(1, 1), padding=(1, 1), **conv)}
+
+
+@pytest.mark.skipif(not HAS_VNNI, reason="this CPU has no AVX-512 VNNI")
+@pytest.mark.parametrize("name", ["matmul", "conv-nchw", "conv-nhwc"])
+def test_int8_contractions_use_vpdpbusd_and_are_exact(name):
+    program = _int8_programs()[name]
+    exe = check(program, random_inputs(program, seed=3))
+    assert any(k.startswith("nir_int8_gemm") for k in exe.schedules)
+    (llvm,) = [m for m in exe.library.mod.imports if m.kind == "llvm"]
+    assert "vpdpbusd" in llvm.inspect_source("asm")
+
+
+@pytest.mark.skipif(not HAS_VNNI, reason="this CPU has no AVX-512 VNNI")
+def test_int8_constant_weights_are_packed_at_compile_time():
+    b = Builder()
+    x = b.input(T({"M": 8, "K": 64}, "int8"))
+    w = np.random.default_rng(0).integers(-128, 128, (64, 32)).astype(np.int8)
+    c = b.add("constant", [], data=w.tobytes(), dims=(("K", 64), ("N", 32)), dtype="int8")
+    program = b.build([b.add("contract_wide", [x, c], over=("K",))])
+    exe = check(program, random_inputs(program, seed=4))
+    assert "permute_dims" not in exe.backend_ir("relax") and "R.sum" not in exe.backend_ir("relax")
+
+
+@pytest.mark.parametrize("name", ["matmul", "conv-nchw"])
+def test_int8_on_a_cpu_without_vnni_runs_the_generic_loops_exactly(name):
+    program = _int8_programs()[name]
+    exe = backend.build(program, parse_target("llvm -mcpu=haswell"))
+    inputs = random_inputs(program, seed=5)
+    assert not any(k.startswith("nir_int8_gemm") for k in exe.schedules)
+    np.testing.assert_array_equal(exe(*inputs)[0], reference(program, inputs)[0])
