@@ -20,6 +20,7 @@ from .functions import (abs, add, addmm, align_as, align_to, amax, amin, arange,
                         view, where, zeros, zeros_like)
 from .interpret import interpret
 from .ir import Builder, Program, VerifyError, verify
+from .functions import contract_wide, dequantize, quantize_tensor
 from .quant import QuantizationError, quantize
 from .target import Target, TargetError, parse_target
 from .tensor import NamedTensor, TraceError

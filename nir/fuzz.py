@@ -173,6 +173,27 @@ def _window(g: _Gen, x: NamedTensor) -> NamedTensor:
     return fn(x, k, stride=(1, int(g.rng.integers(1, 3))), padding=(k[0] // 2, k[1] // 2), spatial=order)
 
 
+def _scale(g: _Gen, x: NamedTensor) -> NamedTensor:
+    """A positive int8 scale for ``x`` over a random subset of its dims (the others reduced by amax)."""
+    per = [n for n in x.names if g.rng.random() < 0.5]
+    rest = [n for n in x.names if n not in per]
+    magnitude = x.abs().amax(rest) if rest else x.abs()
+    return (magnitude + 0.5) * (1 / 127)
+
+
+def _quant(g: _Gen, x: NamedTensor) -> NamedTensor:
+    """quantize by a named scale, then dequantize, or an int8 contract_wide with a quantized new input."""
+    q = nir.quantize_tensor(x, _scale(g, x))
+    if x.ndim == 0 or g.rng.random() < 0.5:
+        return nir.dequantize(q, _scale(g, x))
+    over = g.subset(x.names)
+    new = [n for n in NAMES if n not in x.names][:1]
+    dims = [(n, x.size(n)) for n in over] + [(n, int(g.choice(SIZES))) for n in new]
+    w = _new_input(g, [dims[i] for i in g.rng.permutation(len(dims))])
+    acc = nir.contract_wide(q, nir.quantize_tensor(w, _scale(g, w)), over=over)
+    return nir.dequantize(acc, nir.tensor(np.float32(1e-4)))
+
+
 STEPS: tuple[Callable[[_Gen, NamedTensor], NamedTensor], ...] = (_unary, _binary, _reduce, _contract, _layout,
                                                                 _window)
 
@@ -194,6 +215,11 @@ def random_program(seed: int, case: int, max_ops: int = 6) -> tuple[Program, lis
             x = g.choice(STEPS)(g, x)
             g.live.append(x)
         outs = [x] + ([g.choice(g.live)] if rng.random() < 0.3 else [])
+        # a quantization step from its own stream, as an extra output: every earlier (seed, case) keeps
+        # its program, inputs and outputs
+        quant = _Gen(np.random.default_rng([seed, case, 2]), g.extra, g.extra_tensors, g.live)
+        if quant.rng.random() < 0.25:
+            outs.append(_quant(quant, x))
         return tuple(outs)
 
     program = nir.trace(fn, *specs).program

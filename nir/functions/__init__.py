@@ -19,6 +19,7 @@ from .elementwise import (abs, add, cast, clamp, cos, div, eq, erf, exp, ge, gel
 from .layout import (align_as, align_to, cat, expand, flatten, narrow, permute, refine_names, rename, reshape,
                      select, squeeze, stack, t, take, transpose, unbind, unflatten, unsqueeze, view)
 from .nn import avg_pool2d, conv2d, layer_norm, max_pool2d
+from .quant import contract_wide, dequantize, quantize_tensor
 from .reductions import (amax, amin, argmax, argmin, log_softmax, logsumexp, max, mean, min, prod, softmax, std,
                          sum, var)
 from ._common import Dim, TensorLike, _rename_ir
