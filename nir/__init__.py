@@ -7,7 +7,8 @@
     f(x); print(f.ir)
 """
 
-from . import backends, ops
+from . import backends, ops, tree
+from .autodiff import grad, value_and_grad, vjp
 from .compile import Compiled, Loaded, SignatureError, compile, load
 from .frontends.python import Spec, Traced, spec, trace
 from .functions import (abs, add, addmm, align_as, align_to, amax, amin, arange, argmax, argmin, avg_pool2d, bmm,

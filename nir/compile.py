@@ -19,7 +19,7 @@ import numpy as np
 
 from . import backends as _backends
 from .artifact import read_manifest
-from .frontends.python import Spec, Traced, trace
+from .frontends.python import Spec, Traced, flatten_args, trace
 from .ir import Program, verify
 from .target import KINDS, Target, parse_target
 from .tensor import NamedTensor, _to_numpy
@@ -66,6 +66,7 @@ class _Entry:
 
 
 def _signature(args: Sequence[Any], fixed: Sequence[Spec] | None) -> tuple[Spec, ...]:
+    """The specs of a call's input leaves (raw arrays take the names of the fixed signature)."""
     sig = []
     for i, a in enumerate(args):
         if isinstance(a, NamedTensor):
@@ -113,22 +114,25 @@ class Compiled:
         self.tuning = pathlib.Path(tuning) if tuning is not None else None
         self.options = options
         self._fn = fn
-        self._cache: dict[tuple[Spec, ...], _Entry] = {}
+        self._cache: dict[tuple[Any, tuple[Spec, ...]], _Entry] = {}  # (argument tree, leaf specs)
         self._last: _Entry | None = None
-        self._fixed: tuple[Spec, ...] | None = None
+        self._fixed: tuple[Spec, ...] | None = None  # leaf specs every call must match
+        self._fixed_tree: Any = None
         if isinstance(fn, (Traced, Program)):
             traced = fn if isinstance(fn, Traced) else Traced(fn, tuple(range(len(fn.outputs))) if
                                                                len(fn.outputs) != 1 else 0)
             self._fixed = tuple(Spec(v.type.user_names, v.type.shape,
                                      v.type.dtype) for v in traced.program.inputs)
-            self._add(self._fixed, traced)
+            self._fixed_tree = traced.inputs or flatten_args(self._fixed)[1]
+            self._add((self._fixed_tree, self._fixed), traced)
         else:
             functools.update_wrapper(self, fn)  # type: ignore[arg-type]
             if inputs is not None:
-                self._fixed = tuple(Spec.of(x) for x in inputs)
-                self.lower(*self._fixed)
+                leaves, self._fixed_tree = flatten_args(inputs)
+                self._fixed = tuple(Spec.of(x) for x in leaves)
+                self.lower(*inputs)
 
-    def _add(self, sig: tuple[Spec, ...], traced: Traced) -> _Entry:
+    def _add(self, sig: tuple[Any, tuple[Spec, ...]], traced: Traced) -> _Entry:
         program = verify(traced.program)
         backend, options, tuned = self._default_backend, dict(self.options), False
         if self.tuning is not None:  # apply the best tuning record, if any (no re-tuning)
@@ -153,23 +157,33 @@ class Compiled:
         """Whether the latest compiled signature applied a tuning record."""
         return self._last is not None and self._last.tuned
 
-    def lower(self, *specs: NamedTensor | Spec) -> "Compiled":
-        """Trace and build for ``specs`` now, without running."""
-        sig = tuple(Spec.of(s) for s in specs)
-        if sig not in self._cache:
-            self._add(sig, trace(self._fn, *sig))  # type: ignore[arg-type]
-        self._last = self._cache[sig]
+    def lower(self, *specs: Any) -> "Compiled":
+        """Trace and build for ``specs`` (NamedTensors or specs, or trees of them) now, without running."""
+        leaves, tree = flatten_args(specs)
+        key = (tree, tuple(Spec.of(s) for s in leaves))
+        if key not in self._cache:
+            self._add(key, trace(self._fn, *self._specs_tree(key)))  # type: ignore[arg-type]
+        self._last = self._cache[key]
         return self
 
+    @staticmethod
+    def _specs_tree(key: tuple[Any, tuple[Spec, ...]]) -> tuple[Any, ...]:
+        from .tree import unflatten
+        return unflatten(key[0], key[1])
+
     def __call__(self, *args: Any) -> Any:
-        sig = _signature(args, self._fixed)
-        entry = self._cache.get(sig)
+        leaves, tree = flatten_args(args)
+        sig = _signature(leaves, self._fixed)
+        entry = self._cache.get((tree, sig))
         if entry is None:
             if self._fixed is not None:
+                if self._fixed_tree is not None and tree != self._fixed_tree:
+                    raise SignatureError(f"the arguments have the structure {tree}, but the program was compiled "
+                                         f"for {self._fixed_tree}")
                 _check_signature(sig, self._fixed)
-            entry = self._add(sig, trace(self._fn, *sig))  # type: ignore[arg-type]
+            entry = self._add((tree, sig), trace(self._fn, *self._specs_tree((tree, sig))))  # type: ignore[arg-type]
         self._last = entry
-        return entry.run([a._data if isinstance(a, NamedTensor) else _to_numpy(a) for a in args])
+        return entry.run([a._data if isinstance(a, NamedTensor) else _to_numpy(a) for a in leaves])
 
     def _entry(self) -> _Entry:
         if self._last is None:
@@ -189,8 +203,8 @@ class Compiled:
 
     @property
     def signatures(self) -> list[tuple[Spec, ...]]:
-        """Every input signature compiled so far."""
-        return list(self._cache)
+        """Every input signature compiled so far (the specs of the argument leaves)."""
+        return [sig for _, sig in self._cache]
 
     def backend_ir(self, kind: str | None = None) -> str:
         """The backend's own IR (Relax for TVM; StableHLO/HLO for XLA; the nir text for reference)."""

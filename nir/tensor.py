@@ -29,7 +29,12 @@ class TraceError(TypeError):
 
 
 class Trace:
-    """An active trace: equations recorded into a Builder; eager tensors used inside become constants."""
+    """An active trace: equations recorded into a Builder; eager tensors used inside become constants.
+
+    ``level`` orders nested traces (a transformation such as `nir.grad` traces inside another trace):
+    an op whose inputs belong to several traces is recorded into the one with the highest level."""
+
+    level = 0
 
     def __init__(self) -> None:
         self.builder = Builder()
@@ -257,7 +262,7 @@ def as_tensor(x: Any, like: NamedTensor | None = None, op: str = "") -> NamedTen
 
 def bind(prim: str, inputs: Sequence[NamedTensor], **params: Any) -> NamedTensor:
     """Apply primitive ``prim`` to ``inputs``: record it when tracing, else evaluate it now."""
-    trace = next((t._trace for t in inputs if t._trace is not None), None)
+    trace = max((t._trace for t in inputs if t._trace is not None), key=lambda tr: tr.level, default=None)
     if trace is None and not inputs:
         trace = _TRACE.get()
     if trace is None:

@@ -8,6 +8,7 @@ inputs that are never all zeros, and tolerances per dtype.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -150,6 +151,12 @@ def _cases(dtype: str) -> list[tuple[str, str, Program]]:
                                           dim="N")))
     cases.append(("take", "embedding", _one("take", [_T({"V": 5, "D": 4}, f), _T({"B": 2, "S": 3}, "int64")],
                                             dim="V")))
+    cases.append(("pad", "edges", _one("pad", [NCHW], pads=(("H", 1, 2, 0), ("W", 0, 1, 0)), value=0.0)))
+    cases.append(("pad", "interior-crop", _one("pad", [NCHW], pads=(("W", 2, -3, 2), ("H", -1, 1, 1)),
+                                               value=-math.inf)))
+    cases.append(("scatter_add", "embedding", _one("scatter_add", [_T({"V": 5, "D": 4}, f),
+                                                                   _T({"B": 2, "S": 3}, "int64"),
+                                                                   _T({"D": 4, "S": 3, "B": 2}, f)], dim="V")))
     return cases
 
 

@@ -304,6 +304,22 @@ def _take(args, ins, out, *, dim: str):
     return jnp.take(x, idx, axis=ax), (*px[:ax], *pi, *px[ax + 1:])
 
 
+def _pad(args, ins, out, *, pads, value: float):
+    (x,), order = args, ins[0].physical_order
+    config = [(0, 0, 0)] * x.ndim
+    for dim, low, high, interior in pads:
+        config[order.index(dim)] = (low, high, interior)
+    return lax.pad(x, jnp.array(value, x.dtype), config), order
+
+
+def _scatter_add(args, ins, out, *, dim: str):
+    """``x.at[..., idx, ...].add(updates)``: duplicate indices add up; negative ones count from the end."""
+    (x, idx, updates), (px, pi, pu) = args, (ins[0].physical_order, ins[1].physical_order, ins[2].physical_order)
+    ax = px.index(dim)
+    u = transpose(updates, pu, (*px[:ax], *pi, *px[ax + 1:]))
+    return x.at[(slice(None),) * ax + (idx,)].add(u), px
+
+
 # ----------------------------------------------------------------------------------------------
 # the table
 # ----------------------------------------------------------------------------------------------
@@ -322,6 +338,7 @@ LOWERINGS: dict[str, Lowering] = {
     "contract": _contract, "conv2d": _conv2d, "pool2d": _pool2d,
     "align": _align, "squeeze": _squeeze, "rename": _rename, "flatten": _flatten, "unflatten": _unflatten,
     "select": _select, "slice": _slice, "concat": _concat, "take": _take,
+    "pad": _pad, "scatter_add": _scatter_add,
 }
 _PRECISION_AWARE = {"contract", "conv2d"}
 
