@@ -23,7 +23,7 @@ from .ops import _ad as ad
 from .tensor import _TRACE, NamedTensor, Trace, TraceError, bind, current_trace
 from .types import NamedShapeError, is_float
 
-__all__ = ["grad", "value_and_grad", "vjp"]
+__all__ = ["grad", "value_and_grad", "vjp", "call_program", "vjp_program"]
 
 
 class _NestedTrace(Trace):
@@ -81,10 +81,10 @@ class _Linearized:
         for v, x in zip(self.inputs, leaves):
             self.env[v.id] = x
         self.needs = {v.id for v, w in zip(self.inputs, wrt) if w and is_float(v.type.dtype)}
-        for e in self.program.eqns:  # replay: eagerly, or into the enclosing trace
-            self.env[e.out.id] = bind(e.prim, [self.env[v.id] for v in e.inputs], **e.kwargs)
+        for e in self.program.eqns:
             if is_float(e.out.type.dtype) and any(v.id in self.needs for v in e.inputs):
                 self.needs.update(o.id for o in e.outputs)
+        _replay(self.program, self.env)
         self.in_tree = in_tree
         self.outputs = [self.env[v.id] for v in self.program.outputs]
 
@@ -117,6 +117,45 @@ class _Linearized:
                     accumulate(v.id, c)
         return [ad.to_type(acc[v.id], v.type) if v.id in acc else (ad.zeros(v.type) if v.id in self.needs else None)
                 for v in self.inputs]
+
+
+def _replay(program: Program, env: dict[int, NamedTensor]) -> None:
+    """Evaluate ``program``'s equations on the tensors in ``env`` (eagerly, or into the active trace)."""
+    for e in program.eqns:
+        env[e.out.id] = bind(e.prim, [env[v.id] for v in e.inputs], **e.kwargs)
+
+
+def call_program(program: Program, *args: NamedTensor) -> list[NamedTensor]:
+    """``program``'s outputs on ``args`` (NamedTensors of exactly its input types), computed op by op with
+    `bind`: eagerly, or recorded into the active trace — so a program can be differentiated."""
+    if len(args) != len(program.inputs):
+        raise TypeError(f"call_program: the program takes {len(program.inputs)} inputs, got {len(args)}")
+    env: dict[int, NamedTensor] = {}
+    for i, (v, a) in enumerate(zip(program.inputs, args)):
+        if a.type != v.type:
+            raise NamedShapeError(f"call_program: input {i} is {a.type} but the program takes {v.type}")
+        env[v.id] = a
+    _replay(program, env)
+    return [env[v.id] for v in program.outputs]
+
+
+def vjp_program(program: Program) -> Program:
+    """The backward program of ``program``: inputs are its inputs followed by one cotangent per float
+    output; outputs are the cotangents of its float inputs (an ordinary program every backend compiles)."""
+    from .ir import verify
+    tr = Trace()
+    primals = [NamedTensor._traced(tr.builder.input(v.type), tr) for v in program.inputs]
+    float_out = [v for v in program.outputs if is_float(v.type.dtype)]
+    cts = [NamedTensor._traced(tr.builder.input(v.type), tr) for v in float_out]
+    token = _TRACE.set(tr)
+    try:
+        outs, back = vjp(lambda *xs: tuple(call_program(program, *xs)), *primals)
+        it = iter(cts)
+        got = back(tuple(next(it) if is_float(o.dtype) else None for o in outs))
+    finally:
+        _TRACE.reset(token)
+    results = [tr.lift(g)._value for g, v in zip(got, program.inputs) if is_float(v.type.dtype)]
+    return verify(tr.builder.build(results))
 
 
 def _match(ct: Any, want: NamedTensor, i: int, op: str) -> NamedTensor | None:

@@ -143,7 +143,6 @@ def _gelu_slope(x: Any) -> Any:
 _UNARY_SLOPES: dict[str, Callable[[Any, Any], Any]] = {
     "neg": lambda x, y: ad.scalar(-1.0, x.dtype),
     "abs": lambda x, y: _sign(x),
-    "relu": lambda x, y: ad.cast(ad.emit("gt", x, ad.scalar(0.0, x.dtype)), x.dtype),
     "exp": lambda x, y: y,
     "log": lambda x, y: ad.div(ad.scalar(1.0, x.dtype), x),
     "sqrt": lambda x, y: ad.div(ad.scalar(0.5, x.dtype), y),
@@ -196,6 +195,8 @@ def _choose_vjp(win: str) -> Any:
 
 for _name, _slope in _UNARY_SLOPES.items():
     defvjp(_name, _unary_vjp(_slope))
+defvjp("relu", lambda ct, x, *, out, needs: (ad.to_type(ad.mask(ad.emit("gt", x, ad.scalar(0.0, x.dtype)), ct),
+                                                          x.type),))  # selects: an inf cotangent at x <= 0 gives 0
 defvjp("add", _binary_vjp(lambda ct, a, b, y: ct, lambda ct, a, b, y: ct))
 defvjp("sub", _binary_vjp(lambda ct, a, b, y: ct, lambda ct, a, b, y: ad.neg(ct)))
 defvjp("mul", _binary_vjp(lambda ct, a, b, y: ad.mul(ct, b), lambda ct, a, b, y: ad.mul(ct, a)))
