@@ -6,7 +6,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..types import TensorType, is_float
+from ..types import TensorType, fresh_name, is_float
 from . import _ad as ad
 from ._core import Impl, Rule, _check_present, _fail, _register, defvjp
 
@@ -97,11 +97,22 @@ def _sum_vjp(ct: Any, x: Any, *, out: Any, needs: Sequence[bool], dims: tuple[st
     return (ad.expand_to(ct, x.type),)
 
 
-def _chooser_vjp(ct: Any, x: Any, *, out: Any, needs: Sequence[bool], dims: tuple[str, ...]) -> tuple:
-    """reduce_max/min: the cotangent is shared evenly by the elements equal to the result (as JAX)."""
-    hits = ad.cast(ad.emit("eq", x, ad.expand_to(out, x.type)), x.dtype)
-    share = ad.div(ct, ad.reduce_sum(hits, dims))
-    return (ad.mul(hits, ad.expand_to(share, x.type)),)
+def _chooser_vjp(arg: str) -> Any:
+    """reduce_max/min: the cotangent goes to the first extreme element (in the order of ``dims``), found
+    with argmax/argmin — one op over the input, never an equality test against the reduced result, which a
+    compiler may have computed from differently fused (bitwise different) values."""
+    def vjp(ct: Any, x: Any, *, out: Any, needs: Sequence[bool], dims: tuple[str, ...]) -> tuple:
+        if x.type.numel == 0:
+            return (ad.zeros(x.type),)
+        k = fresh_name()
+        size = int(np.prod([x.type.size(n) for n in dims], dtype=np.int64))
+        flat = ad.emit("flatten", x, dims=dims, into=k) if len(dims) > 1 else ad.rename(x, {dims[0]: k})
+        first = ad.emit(arg, flat, dim=k)
+        hit = ad.emit("eq", ad.emit("iota", dim=k, size=size, start=0.0, step=1.0, dtype="int64"), first)
+        hit = (ad.emit("unflatten", hit, dim=k, parts=tuple((n, x.type.size(n)) for n in dims)) if len(dims) > 1
+               else ad.rename(hit, {k: dims[0]}))
+        return (ad.to_type(ad.mask(hit, ad.expand_to(ct, x.type)), x.type),)
+    return vjp
 
 
 def _prod_vjp(ct: Any, x: Any, *, out: Any, needs: Sequence[bool], dims: tuple[str, ...]) -> tuple:
@@ -118,8 +129,8 @@ def _prod_vjp(ct: Any, x: Any, *, out: Any, needs: Sequence[bool], dims: tuple[s
 
 
 defvjp("reduce_sum", _sum_vjp)
-defvjp("reduce_max", _chooser_vjp)
-defvjp("reduce_min", _chooser_vjp)
+defvjp("reduce_max", _chooser_vjp("argmax"))
+defvjp("reduce_min", _chooser_vjp("argmin"))
 defvjp("reduce_prod", _prod_vjp)
 
 

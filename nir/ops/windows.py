@@ -211,27 +211,27 @@ def _pool2d_vjp(ct: Any, x: Any, *, out: Any, needs: Sequence[bool], kind: str, 
         dx = ad.emit("pool2d", spread, kind="avg", kernel=tuple(kernel), stride=(1, 1), padding=(0, 0),
                      spatial=tuple(spatial))
         return (ad.to_type(dx, x.type),)
-    # max: per kernel offset, the windows whose maximum sits there (the first such offset, as PyTorch
-    # picks the first maximum) send their cotangent back to that input position
+    # max: each window's cotangent goes back to its first maximum (as PyTorch). The window position of
+    # that maximum comes from one argmax over the windows stacked along a new dim — never from comparing
+    # the input with the pooled result, which a compiler may have computed from differently fused values.
     lowest = ad.pad(x, {s: (padding[i], padding[i], 0) for i, s in enumerate(spatial)}, value=-math.inf)
-    taken, dx = None, None
-    (h, wd), (kh, kw) = spatial, kernel
-    for a in range(kh):
-        for b in range(kw):
-            at = lowest
-            for s, off, i in ((h, a, 0), (wd, b, 1)):
-                m = out.type.size(s)
-                at = ad.emit("slice", at, dim=s, start=off, stop=off + (m - 1) * stride[i] + 1, step=stride[i])
-            hit = ad.emit("eq", at, out)
-            if taken is None:
-                taken = hit
-            else:
-                hit = ad.emit("logical_and", hit, ad.emit("logical_not", taken))
-                taken = ad.emit("logical_or", taken, hit)
-            part = ad.pad(ad.mask(hit, ct), {
-                s: (off - padding[i], sizes[i] - (off - padding[i]) - (out.type.size(s) - 1) * stride[i] - 1,
-                    stride[i] - 1) for s, off, i in ((h, a, 0), (wd, b, 1))})
-            dx = part if dx is None else ad.add(dx, part)
+    offsets = [(a, b) for a in range(kernel[0]) for b in range(kernel[1])]
+    k = fresh_name()
+    windows = []
+    for a, b in offsets:
+        at = lowest
+        for s, off, i in ((spatial[0], a, 0), (spatial[1], b, 1)):
+            m = out.type.size(s)
+            at = ad.emit("slice", at, dim=s, start=off, stop=off + (m - 1) * stride[i] + 1, step=stride[i])
+        windows.append(ad.emit("align", at, dims=((k, 1),) + at.type.dims))
+    first = ad.emit("argmax", ad.emit("concat", *windows, dim=k), dim=k)
+    dx = None
+    for j, (a, b) in enumerate(offsets):
+        hit = ad.emit("eq", first, ad.scalar(j, "int64"))
+        part = ad.pad(ad.mask(hit, ct), {
+            s: (off - padding[i], sizes[i] - (off - padding[i]) - (out.type.size(s) - 1) * stride[i] - 1,
+                stride[i] - 1) for s, off, i in ((spatial[0], a, 0), (spatial[1], b, 1))})
+        dx = part if dx is None else ad.add(dx, part)
     return (ad.to_type(dx, x.type),)
 
 

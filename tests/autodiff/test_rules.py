@@ -86,3 +86,9 @@ def test_maximum_splits_the_cotangent_of_a_tie() -> None:
     ga, gb = nir.grad(lambda a, b: nir.maximum(a, b).sum(), argnums=(0, 1))(a, b)
     np.testing.assert_array_equal(ga.numpy(), [0.5, 0.0])
     np.testing.assert_array_equal(gb.numpy(), [0.5, 1.0])
+
+
+def test_reduce_max_sends_a_ties_cotangent_to_the_first_maximum() -> None:
+    x = nir.tensor([[1.0, 3.0], [3.0, 2.0]], names=("N", "C"))
+    np.testing.assert_array_equal(nir.grad(lambda x: x.amax(("N", "C")))(x).numpy(), [[0, 1], [0, 0]])
+    np.testing.assert_array_equal(nir.grad(lambda x: x.amin("N").sum())(x).numpy(), [[1, 0], [0, 1]])
