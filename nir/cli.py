@@ -16,6 +16,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "tune": ("tune a program per target: layouts, options, schedules, backend; writes a tuning database",
              "nir.tune.cli:main"),
     "fuzz": ("differential fuzzing of every installed backend against the reference", "nir.fuzz:main"),
+    "train-digits": ("train a named MLP and CNN on scikit-learn's digits with a compiled train step",
+                     "nir.examples.digits:main"),
 }
 
 
