@@ -90,8 +90,9 @@ def _first_line(e: BaseException, limit: int = 200) -> str:
 
 
 def _oracle(results: dict[str, VariantResult], outputs: dict[str, list[np.ndarray]]) -> str | None:
-    """The variant every other is checked against: nir's reference backend, else the numpy peer."""
-    return next((n for n in ("nir-reference", "numpy") if n in outputs and results[n].ok), None)
+    """The variant every other is checked against: nir's reference backend, else the numpy peer, else
+    torch eager (training workloads have no numpy program)."""
+    return next((n for n in ("nir-reference", "numpy", "torch") if n in outputs and results[n].ok), None)
 
 
 def _check(w: WorkloadResult, results: dict[str, VariantResult], outputs: dict[str, list[np.ndarray]],
@@ -126,6 +127,9 @@ def run_workload(workload: Workload, variants: list[Variant], plan: Plan, notes:
     for v in list(variants):
         r = results[v.name] = VariantResult(v.name, v.kind, v.backend, v.tuning)
         w.variants.append(r)
+        if v.kind == "peer" and PEERS[v.name][0] not in workload.peers:
+            r.status, r.note = "skipped", f"no {PEERS[v.name][0]} program for this workload"
+            continue
         progress.step(f"{workload.name}: building {v.name}")
         try:
             built = build(v, workload, inputs, plan.threads)

@@ -1,17 +1,18 @@
 """The benchmark workloads, by name: ``WORKLOADS["attention"].make_inputs("small", seed=0)``.
 
 Families: ``seed`` (per-channel normalize, NCHW and NHWC), ``cnn`` (LeNet-5, a 3x3 conv layer), ``mlp``,
-``transformer`` (an attention block), ``normalization`` (layer norm, softmax) and ``rnn``.
+``transformer`` (an attention block), ``normalization`` (layer norm, softmax), ``rnn`` and ``training``
+(train steps: gradients and an optimizer update).
 """
 
 from __future__ import annotations
 
-from . import attention, conv, lenet, mlp, norm, rnn, seed
+from . import attention, conv, lenet, mlp, norm, rnn, seed, train
 from .base import SIZES, Workload
 
 __all__ = ["WORKLOADS", "FAMILIES", "SIZES", "Workload", "select"]
 
-WORKLOADS: dict[str, Workload] = {w.name: w for mod in (seed, lenet, conv, mlp, attention, norm, rnn)
+WORKLOADS: dict[str, Workload] = {w.name: w for mod in (seed, lenet, conv, mlp, attention, norm, rnn, train)
                                   for w in mod.WORKLOADS}
 FAMILIES: tuple[str, ...] = tuple(dict.fromkeys(w.family for w in WORKLOADS.values()))
 
