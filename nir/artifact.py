@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from .dispatch import Dispatch, Entry, Key, SignatureError, check_signature, describe, key_of, specs_of
-from .dynamic import PaddedRun, Padding, bucket_key, parse_dynamic
+from .dynamic import PaddedRun, Padding, call_sizes, parse_dynamic, serves
 from .frontends.python import Spec
 from .ir import Program, Value
 from .target import Target, parse_target
@@ -244,8 +244,13 @@ class Loaded(Dispatch):
         return self.signatures
 
     def _resolve(self, key: Key) -> Any:
-        bkey, sizes = bucket_key(key, self.dynamic) if self.dynamic else (key, {})
-        entry = self._entries.get(bkey)
+        """An exported signature, or for dynamic dims the smallest exported bucket that holds the call."""
+        bkey, entry, sizes = key, self._entries.get(key), {}
+        if entry is None and self.dynamic:
+            sizes = call_sizes(key, self.dynamic)
+            fits = [(k, e) for k, e in self._entries.items() if e.padding is not None and serves(k, key, self.dynamic)]
+            if fits:
+                bkey, entry = min(fits, key=lambda ke: [s for _, shape, _ in ke[0] for s in shape])
         if entry is None:
             sigs = self.signatures
             if len(sigs) == 1:

@@ -24,7 +24,7 @@ from .ops import PRIMITIVES
 from .tensor import NamedTensor
 from .types import NamedShapeError, TensorType, format_dims, is_generated
 
-__all__ = ["DynamicError", "parse_dynamic", "bucket_of", "bucket_key", "Padding", "analyze", "ACROSS", "PaddedRun", "probe_sizes"]
+__all__ = ["DynamicError", "parse_dynamic", "bucket_of", "bucket_key", "call_sizes", "serves", "Padding", "analyze", "ACROSS", "PaddedRun", "probe_sizes"]
 
 
 class DynamicError(NamedShapeError):
@@ -204,7 +204,8 @@ def analyze(at_bucket: Program, at_probe: Program, bucket: Mapping[str, int], pr
             if hit:
                 d = hit[0]
                 carried = dyn[v.id][d]
-                via = f"dim {d!r}" + (f" (which follows dynamic dim {carried!r})" if d != carried else "")
+                via = ("an unnamed dim" if is_generated(d) else f"dim {d!r}") + (
+                    f" (which follows dynamic dim {carried!r})" if d != carried else "")
                 raise _refuse(f"{where} combines values across {via} of {v.type.pretty()}, so padding "
                               f"{carried!r} would change its result", names)
         for vb, vp in zip(eb.outputs, ep.outputs):
@@ -288,19 +289,30 @@ class PaddedRun:
         return _rebuild(self.entry.structure, leaves)
 
 
+def call_sizes(key: tuple, dynamic: Mapping[str, Any]) -> dict[str, int]:
+    """A call signature's size of each dynamic dim; every input must give a dynamic dim the same size."""
+    sizes: dict[str, int] = {}
+    for i, (names, shape, _) in enumerate(key):
+        for n, s in zip(names, shape):
+            if n in dynamic and sizes.setdefault(n, s) != s:
+                raise DynamicError(f"dynamic dim {n!r} has size {sizes[n]} in one input and {s} in input {i}; "
+                                   f"every input's {n!r} must have the same size")
+    return sizes
+
+
 def bucket_key(key: tuple, dynamic: Mapping[str, tuple[int, ...] | None]) -> tuple[tuple, dict[str, int]]:
     """The signature of the bucket that serves call signature ``key``, and the call's size of each
-    dynamic dim. Every input must give a dynamic dim the same size."""
-    sizes: dict[str, int] = {}
-    out = []
-    for i, (names, shape, dtype) in enumerate(key):
-        shape = list(shape)
-        for a, n in enumerate(names):
-            if n in dynamic:
-                s = shape[a]
-                if sizes.setdefault(n, s) != s:
-                    raise DynamicError(f"dynamic dim {n!r} has size {sizes[n]} in one input and {s} in input {i}; "
-                                       f"every input's {n!r} must have the same size")
-                shape[a] = bucket_of(n, s, dynamic[n])
-        out.append((names, tuple(shape), dtype))
-    return tuple(out), sizes
+    dynamic dim."""
+    sizes = call_sizes(key, dynamic)
+    bucket = {n: bucket_of(n, s, dynamic[n]) for n, s in sizes.items()}
+    return tuple((names, tuple(bucket.get(n, s) for n, s in zip(names, shape)), dtype)
+                 for names, shape, dtype in key), sizes
+
+
+def serves(bucket: tuple, key: tuple, dynamic: Mapping[str, Any]) -> bool:
+    """Whether the program compiled for signature ``bucket`` can serve call signature ``key`` by padding
+    (an empty dim is served only by an empty bucket: there is no row to repeat)."""
+    return len(bucket) == len(key) and all(
+        bn == kn and bd == kd and len(bs) == len(ks) and all(
+            b == k or (n in dynamic and b > k > 0) for n, b, k in zip(bn, bs, ks))
+        for (bn, bs, bd), (kn, ks, kd) in zip(bucket, key))
