@@ -120,3 +120,23 @@ def test_tvm_lowerings_of_new_signatures_from_many_threads_do_not_collide() -> N
         got = list(pool.map(lambda x: f(x).numpy(), xs))
     for x, g in zip(xs, got):
         np.testing.assert_allclose(g, gram(x).numpy(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.skipif("xla" not in BACKENDS, reason="xla not installed")
+def test_xla_64_bit_and_32_bit_programs_from_many_threads_keep_their_dtypes() -> None:
+    """64-bit programs run inside a scoped jax.enable_x64; threads running 32-bit programs at the same
+    time must not see it."""
+    f = nir.compile(lambda x: x * 2.0 + 1.0, backend="xla")
+    wide = nir.tensor(np.random.default_rng(0).random((3, 4)), names=("N", "C")).to("float64")
+    narrow = wide.to("float32")
+
+    def calls(k: int) -> int:
+        x = wide if k % 2 else narrow
+        wrong = 0
+        for _ in range(200):
+            y = f(x).numpy()
+            wrong += y.dtype != x.numpy().dtype or not np.array_equal(y, x.numpy() * 2 + 1)
+        return wrong
+
+    with ThreadPoolExecutor(THREADS) as pool:
+        assert list(pool.map(calls, range(THREADS))) == [0] * THREADS
