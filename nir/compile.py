@@ -134,7 +134,7 @@ class Compiled(Dispatch):
         """Check by a second trace that padding the dynamic dims is sound; the Padding that does it."""
         bucket = {n: next(s.shape[s.names.index(n)] for s in specs if n in s.names) for n in sizes}
         probe = probe_sizes(bucket)
-        at_probe = tuple(Spec(s.names, tuple(probe.get(n, d) if n in probe else d for n, d in zip(s.names, s.shape)),
+        at_probe = tuple(Spec(s.names, tuple(probe.get(n, d) for n, d in zip(s.names, s.shape)),
                               s.dtype) for s in specs)
         try:
             probed = trace(self._fn, *at_probe)  # type: ignore[arg-type]
