@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import export as jax_export
 
-from nir.backends import BackendError
+from nir.backends import BackendChoiceError, BackendError
 from nir.ir import Program, verify
 from nir.target import Target, parse_target
 from nir.text import parse_program
@@ -240,7 +240,7 @@ def build(program: Program, target: Target | str, *, compiler_options: Mapping[s
     """
     target = parse_target(target)
     if target.kind not in PLATFORMS:
-        raise BackendError(f"the xla backend serves targets {', '.join(PLATFORMS)}, not {target}")
+        raise BackendChoiceError(f"the xla backend serves targets {', '.join(PLATFORMS)}, not {target}")
     if precision not in PRECISIONS:
         raise ValueError(f"precision={precision!r}; choose one of {', '.join(PRECISIONS)}")
     verify(program)
