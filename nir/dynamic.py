@@ -164,7 +164,7 @@ def analyze(at_bucket: Program, at_probe: Program, bucket: Mapping[str, int], pr
             return len(a) == len(b) and all(same_param(x, y) for x, y in zip(a, b))
         if isinstance(a, str) and isinstance(b, str):
             return same_name(a, b)
-        return type(a) is type(b) and a == b
+        return type(a) is type(b) and (a == b or (a != a and b != b))  # NaN fill values are equal here
 
     dyn: dict[int, dict[str, str]] = {}  # value id (bucket trace) -> {dim name: dynamic name it follows}
 
