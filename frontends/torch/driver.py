@@ -202,6 +202,25 @@ def _to_torch(x: Any) -> Any:
     return x
 
 
+def _quiet_run_decompositions(ep: ExportedProgram, table: Mapping[Any, Any]) -> ExportedProgram:
+    with warnings.catch_warnings():  # torch's own pytree deprecation noise, nothing a user can act on
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
+        return ep.run_decompositions(dict(table))
+
+
+def _mutates(node: Node) -> bool:
+    schema = getattr(node.target, "_schema", None)
+    return node.op == "call_function" and schema is not None and schema.is_mutable
+
+
+def _functionalize(ep: ExportedProgram) -> ExportedProgram:
+    """``ep`` without in-place and ``out=`` ops (``relu_``, ``add_``, ``index_put_``), by torch.export's own
+    functionalization: `run_decompositions` with an empty table rewrites every mutation into its functional
+    op and decomposes nothing else. A model's writes into its buffers (batch norm's running statistics in
+    training mode) become extra outputs that the converted program does not return."""
+    return _quiet_run_decompositions(ep, {}) if any(_mutates(n) for n in ep.graph.nodes) else ep
+
+
 def _decompose_unconvertible(ep: ExportedProgram) -> ExportedProgram:
     """Decompose, with torch's own decompositions, the ops that have no converter (only those: decomposing
     everything would turn Linear into reshapes that merge the batch dims and lose their names)."""
@@ -214,9 +233,7 @@ def _decompose_unconvertible(ep: ExportedProgram) -> ExportedProgram:
         chosen = {op: table[op] for op in missing if isinstance(op, torch._ops.OpOverload) and op in table}
         if not chosen:
             break
-        with warnings.catch_warnings():  # torch's own pytree deprecation noise, nothing a user can act on
-            warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
-            ep = ep.run_decompositions(chosen)
+        ep = _quiet_run_decompositions(ep, chosen)
     return ep
 
 
@@ -280,7 +297,7 @@ def from_torch(module_or_fn: Any, example_inputs: Any = None, names: Mapping[str
         finally:
             for m, flag in training.items():  # each submodule as it was (a frozen batchnorm stays in eval)
                 m.training = flag
-    ep = _decompose_unconvertible(ep)
+    ep = _decompose_unconvertible(_functionalize(ep))
     _check_supported(ep)
 
     arg_names = _arg_names(module_or_fn, ep, len(example_inputs))
