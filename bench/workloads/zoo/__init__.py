@@ -1,7 +1,7 @@
 """The ``zoo`` family of `nir bench`: torchvision and Hugging Face models through `nir.from_torch`.
 
 One workload per model and batch: ``resnet18_b1``/``resnet18_b8`` ... for the six torchvision models
-(224x224 at the full size, 64x64 at the small one), ``gpt2``/``bert``/``llama`` at batch 2 (128 tokens
+(224x224 at the full size, 32x32 at the small one), ``gpt2``/``bert``/``llama`` at batch 2 (128 tokens
 full, 16 small). Peers: torch eager and torch.compile, running the very module that was converted.
 The family is not in a plain `nir bench` run (its models take minutes to build on every backend); ask
 for it with ``nir bench --workloads zoo`` (or a workload name). See `models` for the models themselves
@@ -51,7 +51,7 @@ def _torch(m: ZooModel) -> Callable[[], Callable[..., Any]]:
 
 
 def _workload(m: ZooModel, batch: int | None) -> Workload:
-    shape = "{N: %d, C: 3, H, W} images (224 full, 64 small)" % batch if batch else \
+    shape = "{N: %d, C: 3, H, W} images (224 full, 32 small)" % batch if batch else \
         "{B: %d, T} token ids (128 full, 16 small)" % TEXT_BATCH
     return Workload(f"{m.name}_b{batch}" if batch else m.name, "zoo", _program(m), _inputs(m, batch or TEXT_BATCH),
                     {"torch": _torch(m)}, f"{m.name} ({m.library}, random weights) on {shape}",
