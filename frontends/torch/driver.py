@@ -19,12 +19,13 @@ from torch.fx import Node
 from torch.fx.node import map_arg
 
 import nir.functions as nf
+from nir.functions import _rename_ir
 from nir.tensor import _TRACE, NamedTensor, current_trace
 from nir.types import NamedShapeError, canonical_dtype, check_user_name
 
 from ..python import Spec, Traced, trace
 from ._common import (_SECTIONS, _STATE, CONVERTERS, Names, TorchNameError, UnsupportedOpError, _State,
-                      _rename_at, _Unsupported, op_key)
+                      _Unsupported, op_key)
 from .naming import _constants, head_dims
 
 _TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
@@ -66,13 +67,12 @@ def _check_like_torch(op: str, out: Any, val: Any) -> Any:
 
 def _name_marked(out: Any, marks: Mapping[int, str]) -> Any:
     """``out`` with its unnamed dims at the marked positions named (``heads``), unless the name is taken."""
-    if not isinstance(out, NamedTensor):
+    if not isinstance(out, NamedTensor) or not marks:
         return out
     asserted = _STATE.get().asserted
-    for pos, name in marks.items():
-        if out.names[pos] is None and name not in out.names and name not in asserted:
-            out = _rename_at(out, pos, name)
-    return out
+    mapping = {out.type.names[pos]: name for pos, name in marks.items()
+               if out.names[pos] is None and name not in out.names and name not in asserted}
+    return _rename_ir(out, mapping)
 
 
 def _convert_node(node: Node, env: Mapping[Node, Any]) -> Any:

@@ -8,6 +8,7 @@ from typing import Any, Sequence
 
 import nir.functions as nf
 from nir.functions import _rename_ir
+from nir.functions._common import _align_ir
 from nir.ops.windows import _window_out
 from nir.tensor import NamedTensor
 from nir.types import fresh_name
@@ -56,12 +57,11 @@ def _native_layer_norm(x: NamedTensor, normalized_shape: Sequence[int], weight: 
 
 
 def _per_channel(p: NamedTensor, x: NamedTensor) -> NamedTensor:
-    """A per-channel vector ``{C}`` named after x's channel dim (position 1) and shaped ``{C, 1, 1}`` to
-    broadcast against x by position, as torch does."""
-    p = _rename_ir(p, {p.type.names[0]: x.type.names[1]})
-    for _ in range(x.ndim - 2):
-        p = nf.unsqueeze(p, -1)
-    return p
+    """A per-channel vector ``{C}`` named after x's channel dim (position 1) and shaped ``{C, H: 1, W: 1}``
+    (size-1 dims named after x's) to broadcast against x, as torch's ``{C, 1, 1}`` does."""
+    c = x.type.names[1]
+    p = _rename_ir(p, {p.type.names[0]: c})
+    return _align_ir(p, [(c, p.type.size(c)), *((n, 1) for n in x.type.names[2:])])
 
 
 @converts("layer", "aten.batch_norm.default")
