@@ -187,7 +187,7 @@ def _sdpa(query: NamedTensor, key: NamedTensor, value: NamedTensor, attn_mask: N
         hq, hk = query.shape[-3], key.shape[-3]
         if hq % hk:
             raise _Unsupported(f"enable_gqa with {hq} query heads and {hk} key heads, which do not divide them")
-        group = [hk, hq // hk]
+        group = [(None, hk), (None, hq // hk)]  # unnamed parts
         if attn_mask is not None and attn_mask.ndim >= 3:
             attn_mask = (nf.unsqueeze(attn_mask, -3) if attn_mask.shape[-3] == 1
                          else nf.unflatten(attn_mask, attn_mask.ndim - 3, group))
