@@ -16,10 +16,11 @@ transformers imports torchvision itself when it is installed, so it is imported 
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import sys
 import types
 from typing import Any
+
+from nir.extras import installed, require
 
 __all__ = ["import_torchvision", "import_transformers"]
 
@@ -28,9 +29,9 @@ _STAND_IN = "torchvision._meta_registrations"
 
 def import_torchvision() -> Any:
     """``torchvision``, imported even where its compiled ops do not match the installed torch (see the
-    module docstring). Raises ImportError when torchvision is not installed."""
+    module docstring). Raises `nir.extras.MissingDependencyError` when torchvision is not installed."""
     try:
-        return importlib.import_module("torchvision")
+        return require("torchvision", "the model zoo")
     except RuntimeError as e:
         if "torchvision::" not in str(e):
             raise
@@ -44,6 +45,6 @@ def import_torchvision() -> Any:
 
 def import_transformers() -> Any:
     """``transformers``, after torchvision (which it imports when installed) is importable."""
-    if importlib.util.find_spec("torchvision") is not None:
+    if installed("torchvision"):
         import_torchvision()
-    return importlib.import_module("transformers")
+    return require("transformers", "the model zoo")
