@@ -191,8 +191,10 @@ def _input_names(arg_names: Sequence[str], examples: Sequence[Any],
         names = {0: names}
     unknown = [k for k in names if k not in arg_names and not (isinstance(k, int) and 0 <= k < len(examples))]
     if unknown:
+        hint = f" (a model with one input also takes a plain tuple: names={tuple(names[unknown[0]])!r})" \
+            if len(examples) == 1 and len(names) == 1 else ""
         raise KeyError(f"names= has keys {unknown} that are not inputs of the model; its inputs are: "
-                       f"{', '.join(arg_names)}")
+                       f"{', '.join(arg_names)}{hint}")
     out = []
     for i, (arg, x) in enumerate(zip(arg_names, examples)):
         given = names.get(arg, names.get(i))

@@ -303,3 +303,52 @@ def _gather(x: NamedTensor, dim: int, index: NamedTensor, *, sparse_grad: bool =
     """`nir.gather` along the dim at ``dim``; the index's other dims pair with x's by position."""
     x, index = _reconcile(x, index)
     return nf.gather(x, dim, index)
+
+
+@converts("layout", "aten.repeat.default")
+def _repeat(x: NamedTensor, repeats: Sequence[int]) -> NamedTensor:
+    """Tiling as `nir.expand` of a new size-1 dim before each repeated dim, then `nir.flatten` of the two
+    (repeated dims become unnamed; new leading dims, as in torch, too)."""
+    lead = len(repeats) - x.ndim
+    for _ in range(lead):
+        x = nf.unsqueeze(x, 0)
+    for i, r in enumerate(repeats):
+        if r != 1:
+            y = nf.unsqueeze(x, i)
+            y = nf.expand(y, *[r if k == i else -1 for k in range(y.ndim)])
+            x = _track_names(y, nf.flatten(y, i, i + 1)) if x.shape[i] != 1 else nf.squeeze(y, i + 1)
+    return x
+
+
+@converts("layout", "aten.flip.default")
+def _flip(x: NamedTensor, dims: Sequence[int]) -> NamedTensor:
+    """`nir.take` along each dim with the reversed positions (``n-1, ..., 0``); dims keep their names."""
+    for d in dims:
+        pos = d % x.ndim
+        n = x.shape[pos]
+        idx = nf.arange(n - 1, -1, -1, dtype="int64")
+        y = nf.take(x, idx, pos)
+        x = _rename_at(y, pos, x.names[pos]) if x.names[pos] is not None else y
+    return x
+
+
+@converts("layout", "aten.constant_pad_nd.default")
+def _constant_pad(x: NamedTensor, pad: Sequence[int], value: float = 0) -> NamedTensor:
+    """`nir.cat` with `nir.full` blocks of ``value`` before and after each padded dim (from the last dim,
+    as torch's ``pad`` pairs go); negative padding is `nir.narrow`. Padded dims keep their names."""
+    for k in range(len(pad) // 2):
+        pos = x.ndim - 1 - k
+        before, after = int(pad[2 * k]), int(pad[2 * k + 1])
+        if before < 0 or after < 0:
+            x = nf.narrow(x, pos, max(-before, 0), x.shape[pos] - max(-before, 0) - max(-after, 0))
+            before, after = max(before, 0), max(after, 0)
+        if before or after:
+            x = nf.cat([*_filled_like(x, pos, before, value), x, *_filled_like(x, pos, after, value)], pos)
+    return x
+
+
+def _filled_like(x: NamedTensor, pos: int, width: int, value: float) -> list[NamedTensor]:
+    """[a tensor like x, ``width`` wide at ``pos`` and full of ``value``], or [] for width 0."""
+    name = x.type.names[pos]
+    dims = tuple((n, width if n == name else s) for n, s in x.type.dims)
+    return [bind("full", [], value=value, dims=dims, dtype=x.dtype)] if width else []

@@ -163,3 +163,28 @@ def test_from_torch_converts_on_its_own_inside_an_active_trace() -> None:
         return inner.function(x).relu()
     program = nir.trace(f, nir.spec(N=2, C=4)).program
     assert program.eqns[-1].prim == "relu" and program.outputs[0].type.user_names == ("N", "weight.out")
+
+
+@pytest.mark.parametrize("op, names", [
+    (lambda x: x.repeat(2, 1, 3), (None, "C", None)),
+    (lambda x: x.repeat(2, 1, 1, 1), (None, "N", "C", "W")),
+    (lambda x: x.flip(1, -1), ("N", "C", "W")),
+    (lambda x: F.pad(x, (1, 2, 0, 1), value=-1.5), ("N", "C", "W")),
+    (lambda x: F.pad(x, (-1, 1)), ("N", "C", "W")),
+], ids=["repeat", "repeat-new-dim", "flip", "pad", "pad-negative"])
+def test_tiling_flipping_and_padding_compose_from_primitives(op, names) -> None:
+    _, got = assert_matches(op, torch.randn(2, 3, 4), names=("N", "C", "W"))
+    assert got.names == names
+
+
+def test_a_single_input_model_takes_a_plain_names_tuple() -> None:
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(5))
+    model(torch.randn(1, 3, 6, 6))
+    traced = nir.from_torch(model, (torch.randn(2, 3, 6, 6),), names=("N", "C", "H", "W"))
+    assert traced.program.outputs[0].type.user_names == ("N", "layer3.out")
+
+
+def test_a_names_dict_with_the_wrong_key_suggests_the_plain_tuple() -> None:
+    with pytest.raises(KeyError, match=r"its inputs are: input \(a model with one input also takes a plain tuple: "
+                                       r"names=\('N', 'C'\)\)"):
+        nir.from_torch(nn.Sequential(nn.Linear(3, 2)), (torch.randn(2, 3),), names={"x": ("N", "C")})
