@@ -18,6 +18,7 @@ from .functions import (abs, add, addmm, align_as, align_to, amax, amin, arange,
                         refine_names, relu, rename, reshape, rsqrt, select, sigmoid, sin, softmax, sqrt, squeeze,
                         stack, std, sub, sum, t, take, tanh, tensor, transpose, unbind, unflatten, unsqueeze, var,
                         view, where, zeros, zeros_like)
+from .functions import cumprod, cumsum, gather
 from .interpret import interpret
 from .ir import Builder, Program, VerifyError, verify
 from .target import Target, TargetError, parse_target

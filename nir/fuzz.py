@@ -173,8 +173,22 @@ def _window(g: _Gen, x: NamedTensor) -> NamedTensor:
     return fn(x, k, stride=(1, int(g.rng.integers(1, 3))), padding=(k[0] // 2, k[1] // 2), spatial=order)
 
 
+def _cumulative(g: _Gen, x: NamedTensor) -> NamedTensor:
+    """cumsum, cumprod (of bounded values) or gather along one of x's dims."""
+    if x.ndim == 0:
+        return x
+    d = g.choice(x.names)
+    op = g.choice(["cumsum", "cumprod", "gather"])
+    if op == "cumsum":
+        return x.cumsum(d)
+    if op == "cumprod":
+        return (x.tanh() * 0.5 + 1.0).cumprod(d)
+    picks = (x.argmax(d, keepdim=True) if g.rng.random() < 0.5 else x.argmin(d, keepdim=True))
+    return nir.gather(x, d, picks) + x
+
+
 STEPS: tuple[Callable[[_Gen, NamedTensor], NamedTensor], ...] = (_unary, _binary, _reduce, _contract, _layout,
-                                                                _window)
+                                                                _window, _cumulative)
 
 
 def random_program(seed: int, case: int, max_ops: int = 6) -> tuple[Program, list[np.ndarray]]:

@@ -150,6 +150,14 @@ def _cases(dtype: str) -> list[tuple[str, str, Program]]:
                                           dim="N")))
     cases.append(("take", "embedding", _one("take", [_T({"V": 5, "D": 4}, f), _T({"B": 2, "S": 3}, "int64")],
                                             dim="V")))
+    for name in ("cumsum", "cumprod"):
+        cases.append((name, "inner", _one(name, [NCHW], dim="W", reverse=False)))
+        cases.append((name, "outer-reverse", _one(name, [NCHW], dim="N", reverse=True)))
+    cases.append(("cumsum", "int64", _one("cumsum", [_T({"B": 2, "T": 5}, "int64")], dim="T", reverse=False)))
+    cases.append(("gather", "torch-like", _one("gather", [_T({"B": 2, "V": 6}, f), _T({"B": 2, "V": 3}, "int64")],
+                                              dim="V")))
+    cases.append(("gather", "new-dims", _one("gather", [_T({"V": 5, "B": 2}, f),
+                                                        _T({"K": 3, "B": 2, "S": 4}, "int32")], dim="V")))
     return cases
 
 

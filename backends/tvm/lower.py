@@ -440,6 +440,37 @@ def _take(eqn: Eqn, x: Named, idx: Named) -> Named:
     return bind(y, x.names[:ax] + idx.names + x.names[ax + 1:])
 
 
+def _gather(eqn: Eqn, x: Named, idx: Named) -> Named:
+    """gather_elements on x and the indices brought to one shape: the indices' dims in their order (plus
+    `dim` last when they lack it), x's dims aligned and broadcast to that; negative indices wrap."""
+    dim = eqn.kwargs["dim"]
+    order = idx.names if dim in idx.names else idx.names + (dim,)
+    sizes = {**idx.sizes, dim: x.sizes[dim]}
+    xb = broadcast(bind(align(x, order), order), sizes)
+    ib = idx if dim in idx.names else reshape(idx, [*zip(idx.names, idx.shape), (dim, 1)])
+    n = relax.const(x.sizes[dim], idx.dtype)
+    wrapped = R.where(R.less(ib.expr, relax.const(0, idx.dtype)), R.add(ib.expr, n), ib.expr)
+    y = bind(R.gather_elements(xb.expr, wrapped, axis=order.index(dim)), order)
+    return y if dim in idx.names else reshape(y, list(zip(idx.names, idx.shape)))
+
+
+# ---------------------------------------------------------------------------------------------
+# cumulative
+# ---------------------------------------------------------------------------------------------
+
+def _cumulative(fn: Callable[..., relax.Expr]) -> Lowering:
+    def lower(eqn: Eqn, x: Named) -> Named:
+        ax = x.names.index(eqn.kwargs["dim"])
+        y = upcast(x).expr
+        if eqn.kwargs["reverse"]:
+            y = R.flip(y, ax)
+        y = fn(y, axis=ax)
+        if eqn.kwargs["reverse"]:
+            y = R.flip(y, ax)
+        return downcast(bind(y, x.names), x.dtype)
+    return lower
+
+
 # ---------------------------------------------------------------------------------------------
 # the table
 # ---------------------------------------------------------------------------------------------
@@ -471,6 +502,9 @@ LOWERINGS: dict[str, Lowering] = {
     "slice": _slice,
     "concat": _concat,
     "take": _take,
+    "gather": _gather,
+    "cumsum": _cumulative(R.cumsum),
+    "cumprod": _cumulative(R.cumprod),
 }
 
 

@@ -304,6 +304,31 @@ def _take(args, ins, out, *, dim: str):
     return jnp.take(x, idx, axis=ax), (*px[:ax], *pi, *px[ax + 1:])
 
 
+def _gather(args, ins, out, *, dim: str):
+    """take_along_axis on x aligned to the indices' dims (plus `dim` last when they lack it); negative
+    indices wrap, out-of-range ones are clamped (compiled code cannot raise as the reference does)."""
+    (x, idx), (px, pi) = args, (ins[0].physical_order, ins[1].physical_order)
+    order = pi if dim in pi else (*pi, dim)
+    ib = idx if dim in pi else idx[..., None]
+    n = ins[0].type.size(dim)
+    y = jnp.take_along_axis(align(x, px, order), jnp.where(ib < 0, ib + n, ib), axis=order.index(dim),
+                            mode="clip")
+    return (y, order) if dim in pi else (y[..., 0], pi)
+
+
+# ----------------------------------------------------------------------------------------------
+# cumulative
+# ----------------------------------------------------------------------------------------------
+
+def _cumulative(fn: Callable[..., jax.Array]) -> Lowering:
+    def lower(args, ins, out, *, dim: str, reverse: bool):
+        order = ins[0].physical_order
+        x = args[0]
+        y = fn(_widen(x), order.index(dim), reverse=reverse)
+        return y.astype(x.dtype), order
+    return lower
+
+
 # ----------------------------------------------------------------------------------------------
 # the table
 # ----------------------------------------------------------------------------------------------
@@ -322,6 +347,8 @@ LOWERINGS: dict[str, Lowering] = {
     "contract": _contract, "conv2d": _conv2d, "pool2d": _pool2d,
     "align": _align, "squeeze": _squeeze, "rename": _rename, "flatten": _flatten, "unflatten": _unflatten,
     "select": _select, "slice": _slice, "concat": _concat, "take": _take,
+    "gather": _gather,
+    "cumsum": _cumulative(lax.cumsum), "cumprod": _cumulative(lax.cumprod),
 }
 _PRECISION_AWARE = {"contract", "conv2d"}
 

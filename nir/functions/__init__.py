@@ -21,6 +21,8 @@ from .layout import (align_as, align_to, cat, expand, flatten, narrow, permute, 
 from .nn import avg_pool2d, conv2d, layer_norm, max_pool2d
 from .reductions import (amax, amin, argmax, argmin, log_softmax, logsumexp, max, mean, min, prod, softmax, std,
                          sum, var)
+from .layout import gather
+from .reductions import cumprod, cumsum
 from ._common import Dim, TensorLike, _rename_ir
 from .nn import _pair
 from . import _methods  # noqa: F401  (installs NamedTensor methods and operators)
