@@ -243,10 +243,11 @@ def build(program: Program, target: Target | str, *, compiler_options: Mapping[s
         raise ValueError(f"precision={precision!r}; choose one of {', '.join(PRECISIONS)}")
     verify(program)
     for e in program.eqns:
-        if e.prim not in LOWERINGS:
-            why = UNSUPPORTED.get(e.prim, "no lowering exists")
-            raise BackendError(f"the xla backend does not support primitive {e.prim!r} ({why}); it is used by "
-                               f"{e.where or 'an equation'} of the program. Use another backend, e.g. 'reference'")
+        for prim in sorted({e.prim} | {p for _, sub in e.subprograms for p in sub.prims()}):
+            if prim not in LOWERINGS:
+                why = UNSUPPORTED.get(prim, "no lowering exists")
+                raise BackendError(f"the xla backend does not support primitive {prim!r} ({why}); it is used by "
+                                   f"{e.where or 'an equation'} of the program. Use another backend, e.g. 'reference'")
     platform = PLATFORMS[target.kind]
     plan, sharding = None, {}
     if mesh is not None or shard is not None:
