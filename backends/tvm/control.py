@@ -219,7 +219,9 @@ def _emit_scan(ctx: LoweringContext, eqn: Eqn, prep: _Scan, *args: Named) -> lis
     types = [v.type for v in eqn.inputs]
     fixed = [permute(a, t.names).expr for a, t in zip(args[:nc + ncar], types)]
     xs = [permute(a, n).expr for a, n in zip(args[nc + ncar:], prep.xs_names)]
-    ys = [bind(R.zeros(_ty(t).shape, t.dtype), t.names).expr for t in prep.ys]
+    # fresh, uninitialized buffers: every row is written. (R.zeros would be constant-folded into a
+    # module constant, which the in-place writes would then share between scans and calls.)
+    ys = [bind(R.builtin.alloc_tensor(relax.ShapeExpr(list(t.shape)), t.dtype, 0), t.names).expr for t in prep.ys]
     call = relax.Call(prep.loop, [relax.ShapeExpr([0]), relax.ShapeExpr([prep.length]), *fixed[:nc],
                                   *fixed[nc:], *xs, *ys])
     result = bind(call, ()).expr

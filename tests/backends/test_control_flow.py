@@ -72,6 +72,34 @@ def test_nested_scans_conds_and_captures_match_the_reference(backend: str) -> No
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_nested_scans_keep_their_stacked_outputs_apart(backend: str) -> None:
+    """Found by fuzzing: TVM folded two zero-filled output buffers of one type into one shared
+    constant, so the inner scan's rows overwrote the outer scan's."""
+    def f(x):
+        def outer(c, x_t):
+            c2, ys = nir.scan(lambda d, r: (d * 0.5 + r, d * 2), c, x, over="E")
+            return c + x_t + c2, ys.sum()
+        return nir.scan(outer, x.select("E", 0), x, over="E")
+    p = nir.trace(f, nir.spec(E=3)).program
+    inputs = random_inputs(p, seed=0)
+    exe = build(backend, p)
+    for _ in range(2):
+        assert_close(exe(*inputs), nir.interpret(p, *inputs), "float32")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_stacked_outputs_survive_the_computation_after_the_loop(backend: str) -> None:
+    """The buffer a scan fills in place must not be reused for values computed after it."""
+    def f(x):
+        c, ys = nir.scan(lambda d, r: (d * 0.5 + r, d * 2 + r), x.select("T", 0), x, over="T")
+        a = (x * 3).tanh()
+        return ys + a * 2 - a + (a * 2 + 1).exp(), c
+    p = nir.trace(f, nir.spec(T=6, N=5)).program
+    inputs = random_inputs(p, seed=0)
+    assert_close(build(backend, p)(*inputs), nir.interpret(p, *inputs), "float32")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_control_flow_under_random_physical_layouts(backend: str) -> None:
     p = mix_program()
     inputs = random_inputs(p, seed=1)
