@@ -43,6 +43,7 @@ class _Gen:
     extra_tensors: list[NamedTensor] = field(default_factory=list)
     live: list[NamedTensor] = field(default_factory=list)
     constants: bool = False  # new weights are constants, not program inputs (inside scan and cond)
+    inputs: list[NamedTensor] = field(default_factory=list)  # the program's inputs (for cond predicates)
 
     def choice(self, seq: Sequence[Any]) -> Any:
         return seq[int(self.rng.integers(len(seq)))]
@@ -215,7 +216,9 @@ def _control(g: _Gen) -> list[NamedTensor]:
         init = x.select(over, 0) * 0.5
         carry, ys = nir.scan(step, init, x, over=over, reverse=bool(g.rng.random() < 0.3))
         return [carry, ys]
-    pred = g.choice(g.live).sum() > 0
+    # an input's sum: random, so never near 0 (an intermediate's can be 0 up to rounding, e.g. after
+    # layer_norm, and backends would then rightly disagree on the branch)
+    pred = g.choice(g.inputs).sum() > 0
 
     def branch(a: NamedTensor) -> NamedTensor:
         return a * 0.5 + _chain(g, a, int(g.rng.integers(1, 3))).mean()
@@ -241,7 +244,7 @@ def random_program(seed: int, case: int, max_ops: int = 6) -> tuple[Program, lis
         outs = [x] + ([g.choice(g.live)] if rng.random() < 0.3 else [])
         # control flow draws from its own stream and adds equations after the others, so every
         # (seed, case) without it is the program it always was, inputs and layouts included
-        flow = _Gen(np.random.default_rng([seed, case, 7]), live=list(g.live), constants=True)
+        flow = _Gen(np.random.default_rng([seed, case, 7]), live=list(g.live), constants=True, inputs=list(xs))
         if flow.rng.random() < CONTROL_RATE:
             outs += _control(flow)
         return tuple(outs)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from . import ops
 from .types import NamedShapeError, TensorType
@@ -120,6 +120,13 @@ class Program:
     def prims(self) -> set[str]:
         """Every primitive used, sub-programs included."""
         return {p for e in self.eqns for p in (e.prim, *(q for _, sub in e.subprograms for q in sub.prims()))}
+
+    def walk(self) -> Iterator["Program"]:
+        """This program, then every sub-program at every depth."""
+        yield self
+        for e in self.eqns:
+            for _, sub in e.subprograms:
+                yield from sub.walk()
 
     def map_subprograms(self, fn: Callable[["Program"], "Program"]) -> "Program":
         """A copy whose sub-programs (at every depth, innermost first) are replaced by ``fn(sub)``: how a

@@ -55,7 +55,7 @@ def has_device(platform: str) -> bool:
 def _x64(program: Program) -> Callable[[], contextlib.AbstractContextManager]:
     """JAX narrows int64/float64 to 32 bits unless x64 is on: programs with 64-bit values are traced
     and called inside ``jax.enable_x64(True)`` (about 0.6 us per call), all others outside it."""
-    if jax.config.jax_enable_x64 or not any(v.type.dtype in _WIDE for v in program.values()):
+    if jax.config.jax_enable_x64 or not any(v.type.dtype in _WIDE for p in program.walk() for v in p.values()):
         return contextlib.nullcontext
     return lambda: jax.enable_x64(True)
 

@@ -17,8 +17,11 @@ FAMILIES: tuple[str, ...] = tuple(dict.fromkeys(w.family for w in WORKLOADS.valu
 
 
 def select(names: str | None) -> list[Workload]:
-    """Workloads named in a comma-separated list of workload or family names (all for None or "all")."""
-    if names in (None, "", "all"):
+    """Workloads named in a comma-separated list of workload or family names: every workload for
+    "all", every one but the slow ones for None or ""."""
+    if names in (None, ""):
+        return [w for w in WORKLOADS.values() if not w.slow]
+    if names == "all":
         return list(WORKLOADS.values())
     chosen: dict[str, Workload] = {}
     for item in (n.strip() for n in names.split(",") if n.strip()):

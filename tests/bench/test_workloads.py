@@ -27,13 +27,15 @@ def test_both_sizes_trace_with_every_input_named(name):
 
 def test_registry_has_the_issue_workloads():
     assert {"normalize_nchw", "normalize_nhwc", "lenet5", "mlp", "attention", "conv3x3", "layer_norm", "softmax",
-            "rnn"} <= set(WORKLOADS)
+            "rnn", "rnn_scan", "rnn_scan_512", "rnn_512"} <= set(WORKLOADS)
     assert all(set(w.peers) == {"numpy", "torch", "jax"} for w in WORKLOADS.values())
 
 
 def test_select_takes_names_and_families():
     assert [w.name for w in select("mlp,cnn")] == ["mlp", "lenet5", "conv3x3"]
-    assert len(select(None)) == len(WORKLOADS)
+    assert len(select("all")) == len(WORKLOADS)
+    assert [w.name for w in select(None)] == [w.name for w in WORKLOADS.values() if not w.slow]
+    assert "rnn_512" in [w.name for w in select("rnn")]  # a slow workload runs when its family is named
     assert set(FAMILIES) == {w.family for w in WORKLOADS.values()}
 
 
