@@ -59,7 +59,8 @@ class Trace:
         if t._trace is not None:
             if not t._trace.encloses(self):
                 raise TraceError("a value traced by another (outer or finished) trace was used here; "
-                                 "pass it as an input of the function being compiled instead")
+                                 "pass it as an input of the function being compiled instead (a value made "
+                                 "inside a scan step or a cond branch lives there: return it to use it outside)")
             return self._capture(t)
         if self.parent is not None:
             return self._capture(self.parent.lift(t))
@@ -207,7 +208,8 @@ class NamedTensor:
             raise TraceError(
                 f"{what} needs a concrete value, but this tensor {self._type.pretty()} is being traced. "
                 "Compiled functions are traced once and must not depend on tensor values: use "
-                "nir.where(cond, a, b) instead of `if`, and keep loop trip counts static.")
+                "nir.where(cond, a, b) instead of `if` (or nir.cond(pred, true_fn, false_fn, *operands) to run "
+                "only one branch), and keep loop trip counts static (nir.scan keeps a loop a loop).")
 
     def __bool__(self) -> bool:
         self._concrete("Python control flow (if/while/bool())")

@@ -287,3 +287,16 @@ def test_verifier_checks_the_carry_type_of_a_hand_built_scan() -> None:
     with pytest.raises(nir.NamedShapeError, match=r"goes in as \(float32\{N: 2\}\) and comes out of the step as "
                                                   r"\(float32\{\}\)"):
         b.add_multi("scan", [c, x], body=body.build([total]), over="T", reverse=False, num_consts=0, num_carry=1)
+
+
+def test_a_value_leaking_out_of_a_step_is_a_clear_error() -> None:
+    leaked = []
+
+    def f(x):
+        def step(c, x_t):
+            leaked.append(x_t * 2)
+            return c, None
+        nir.scan(step, nir.tensor(0.0), x, over="T")
+        return leaked[0] + 1
+    with pytest.raises(nir.TraceError, match="a value made inside a scan step or a cond branch lives there"):
+        nir.trace(f, nir.spec(T=3, N=2))
