@@ -158,8 +158,7 @@ def _prepare_scan(ctx: LoweringContext, eqn: Eqn) -> _Scan:
             rows = [bind(R.call_tir_inplace(w, (yv, y, relax.prim_value(i)), [0], _ty(t)), t.names).expr
                     for w, yv, y, t in zip(writers, y_vars, new[ncar:], ys)]
             out = bb.emit_output(relax.Tuple(new[:ncar] + rows))
-        bb.emit_func_output(out)
-    step = bb.get().get_global_var(f"{name}_step")
+        step = bb.emit_func_output(out)  # (the builder may return an equal function's GlobalVar)
 
     levels = _levels(length)
     below = None
@@ -193,15 +192,9 @@ def _loop(ctx: LoweringContext, name: str, level: int, inner: relax.GlobalVar, s
         again = relax.Call(gv, [relax.ShapeExpr([i + chunk]), params[1], *consts, *parts[:ncar], *xs,
                                 *parts[ncar:]])
         out = ctx.bb.emit(relax.If(relax.prim_value(i < end), again, relax.Tuple([*carry, *ys])))
-        ctx.bb.emit_func_output(out)
-    return _rebind(ctx, name, gv)
-
-
-def _rebind(ctx: LoweringContext, name: str, forward: relax.GlobalVar) -> relax.GlobalVar:
-    """The recursive function ``name`` made to call itself through the module's GlobalVar: it was built
-    calling ``forward``, made before the function existed."""
-    own = ctx.bb.get().get_global_var(name)
-    ctx.bb.update_func(own, _substitute(ctx.bb.get()[name], forward, own))
+        own = ctx.bb.emit_func_output(out)
+    # it was built calling ``gv``, made before it existed: make it call itself through its own GlobalVar
+    ctx.bb.update_func(own, _substitute(ctx.bb.get()[own], gv, own))
     return own
 
 
@@ -245,14 +238,12 @@ def _prepare_cond(ctx: LoweringContext, eqn: Eqn) -> relax.GlobalVar:
                 outs = emit_program(ctx, program, [Named(v, t.names) for v, t in zip(params, operands)])
                 out = bb.emit_output(relax.Tuple([permute(o, v.type.names).expr
                                                   for o, v in zip(outs, program.outputs)]))
-            bb.emit_func_output(out)
-        branches.append(bb.get().get_global_var(f"{name}_{label}"))
+            branches.append(bb.emit_func_output(out))  # equal branches share one function
     pred = relax.Var("pred", relax.TensorType([], "bool"))
     params = [_var(f"a{k}", t) for k, t in enumerate(operands)]
     with bb.function(name, [pred, *params], private=True):
         out = bb.emit(relax.If(pred, relax.Call(branches[0], params), relax.Call(branches[1], params)))
-        bb.emit_func_output(out)
-    return bb.get().get_global_var(name)
+        return bb.emit_func_output(out)
 
 
 def _emit_cond(ctx: LoweringContext, eqn: Eqn, gv: relax.GlobalVar, pred: Named, *args: Named) -> list[Named]:

@@ -88,6 +88,20 @@ def test_nested_scans_keep_their_stacked_outputs_apart(backend: str) -> None:
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_equal_branches_and_equal_loops_compile(backend: str) -> None:
+    """Found by fuzzing: TVM's builder merges structurally equal functions (two equal branches, the
+    steps of two equal scans), so they must be looked up by what the builder returns, not by name."""
+    def f(x):
+        same = nir.cond(x.sum() > 0, lambda a: a * 0.5 + a.mean(), lambda a: a * 0.5 + a.mean(), x)
+        loop = lambda y: nir.scan(lambda c, r: (c + r, c), nir.tensor(0.0), y, over="C")  # noqa: E731
+        (c1, ys1), (c2, ys2) = loop(same), loop(same)
+        return c1 + c2, ys1 - ys2
+    p = nir.trace(f, nir.spec(C=7)).program
+    inputs = random_inputs(p, seed=0)
+    assert_close(build(backend, p)(*inputs), nir.interpret(p, *inputs), "float32")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_stacked_outputs_survive_the_computation_after_the_loop(backend: str) -> None:
     """The buffer a scan fills in place must not be reused for values computed after it."""
     def f(x):
