@@ -70,7 +70,7 @@ def _reshape(x: NamedTensor, shape: Sequence[int]) -> NamedTensor:
             if len(gi) > 1:
                 x = nf.flatten(x, start, start + len(gi) - 1)
             if len(gj) > 1:
-                x = nf.unflatten(x, start, [shape[j] for j in gj])
+                x = nf.unflatten(x, start, [(None, shape[j]) for j in gj])  # unnamed parts, said explicitly
     return x
 
 
@@ -92,7 +92,7 @@ def _flatten(x: NamedTensor, start_dim: int = 0, end_dim: int = -1) -> NamedTens
 @converts("layout", "aten.unflatten.int")
 def _unflatten(x: NamedTensor, dim: int, sizes: Sequence[int]) -> NamedTensor:
     """`nir.unflatten` into unnamed parts."""
-    return nf.unflatten(x, dim, list(sizes))
+    return nf.unflatten(x, dim, [(None, s) for s in sizes])  # None names: bare sizes are refused on named tensors
 
 
 @converts("layout", "aten.permute.default")
