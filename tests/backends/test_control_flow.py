@@ -144,6 +144,20 @@ def test_compiled_scan_through_nir_compile_returns_named_trees(backend: str) -> 
     assert_close([h.numpy(), hs.numpy()], [want_h.numpy(), want_hs.numpy()], "float32")
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("steps", [0, 3])
+def test_integer_carries_bool_outputs_captured_outputs_and_zero_steps(backend: str, steps: int) -> None:
+    def f(x, w):
+        (total, count), (ws, signs) = nir.scan(lambda c, x_t: ((c[0] + x_t, c[1] + 1), (w, x_t > 0)),
+                                               (x.sum("T"), nir.tensor(0)), x, over="T")
+        return total, count, ws, signs
+    p = nir.trace(f, nir.spec(T=steps, N=2), nir.spec(K=2)).program
+    inputs = random_inputs(p, seed=0)
+    got, want = build(backend, p)(*inputs), nir.interpret(p, *inputs)
+    assert int(np.asarray(got[1])) == steps
+    assert_close(got, want, "float32")
+
+
 def _build_seconds(backend: str, program: Program) -> float:
     t0 = time.perf_counter()
     build(backend, program)
