@@ -29,7 +29,7 @@ def test_both_sizes_trace_with_every_input_named(name):
 
 def test_registry_has_the_issue_workloads():
     assert {"normalize_nchw", "normalize_nhwc", "lenet5", "mlp", "attention", "conv3x3", "layer_norm", "softmax",
-            "rnn"} <= set(WORKLOADS)
+            "rnn", "rnn_scan", "rnn_scan_512", "rnn_512"} <= set(WORKLOADS)
     assert all(set(WORKLOADS[n].peers) == {"numpy", "torch", "jax"} for n in DEFAULT)
 
 
@@ -37,6 +37,7 @@ def test_select_takes_names_and_families():
     assert [w.name for w in select("mlp,cnn")] == ["mlp", "lenet5", "conv3x3"]
     assert [w.name for w in select(None)] == DEFAULT
     assert len(select("all")) == len(WORKLOADS)
+    assert "rnn_512" in [w.name for w in select("rnn")]  # a non-default workload runs when its family is named
     assert set(FAMILIES) == {w.family for w in WORKLOADS.values()}
 
 
