@@ -20,28 +20,25 @@ from . import ops
 from . import tree as _tree
 from .ir import Program
 from .ops import _ad as ad
-from .tensor import _TRACE, NamedTensor, Trace, TraceError, bind, current_trace
+from .tensor import _TRACE, NamedTensor, Trace, bind_multi
 from .types import NamedShapeError, is_float
 
 __all__ = ["grad", "value_and_grad", "vjp", "call_program", "vjp_program"]
 
 
 class _NestedTrace(Trace):
-    """A trace inside another: every tensor from outside (eager, or of a lower-level trace) that the
-    traced function uses becomes an extra input, bound back to that tensor when the program is replayed."""
+    """A trace of the function being differentiated, nested in whatever is active: every tensor from
+    outside it (eager, or traced by an enclosing trace) that the function uses becomes an extra input,
+    bound back to that tensor when the program is replayed (so nothing is copied into constants)."""
 
-    def __init__(self, level: int) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.level = level
         self.captured: dict[int, NamedTensor] = {}  # input value id -> the outside tensor
         self._by_tensor: dict[int, NamedTensor] = {}
 
     def lift(self, t: NamedTensor) -> NamedTensor:
         if t._trace is self:
             return t
-        if t._trace is not None and t._trace.level >= self.level:
-            raise TraceError("a value traced by a finished nir.grad/nir.vjp trace was used here; return it from "
-                             "the differentiated function instead of keeping it aside")
         if id(t) not in self._by_tensor:
             v = self.builder.input(t.type)
             inner = NamedTensor._traced(v, self)
@@ -62,8 +59,7 @@ class _Linearized:
                 raise TypeError(f"{op}: arguments must be NamedTensors or dicts/lists/tuples of them; leaf {i} is a "
                                 f"{type(x).__name__}. Wrap arrays with nir.tensor(data, names=...), or close over "
                                 "non-tensor arguments (functools.partial)")
-        outer = [x._trace for x in leaves if x._trace is not None] + ([current_trace()] if current_trace() else [])
-        tr = _NestedTrace(1 + max((t.level for t in outer), default=0))
+        tr = _NestedTrace()
         inner = [NamedTensor._traced(tr.builder.input(x.type), tr) for x in leaves]
         token = _TRACE.set(tr)
         try:
@@ -82,8 +78,8 @@ class _Linearized:
             self.env[v.id] = x
         self.needs = {v.id for v, w in zip(self.inputs, wrt) if w and is_float(v.type.dtype)}
         for e in self.program.eqns:
-            if is_float(e.out.type.dtype) and any(v.id in self.needs for v in e.inputs):
-                self.needs.update(o.id for o in e.outputs)
+            if any(v.id in self.needs for v in e.inputs):
+                self.needs.update(o.id for o in e.outputs if is_float(o.type.dtype))
         _replay(self.program, self.env)
         self.in_tree = in_tree
         self.outputs = [self.env[v.id] for v in self.program.outputs]
@@ -99,14 +95,15 @@ class _Linearized:
             if ct is not None and v.id in self.needs:
                 accumulate(v.id, ct)
         for e in reversed(self.program.eqns):
-            ct = acc.pop(e.out.id, None)
-            if ct is None:
+            cts = [acc.pop(o.id, None) for o in e.outputs]
+            if all(c is None for c in cts):
                 continue
             needs = tuple(v.id in self.needs for v in e.inputs)
             prim = ops.get(e.prim)
             if len(e.outputs) != 1:
-                raise NotImplementedError(f"gradients through the multi-output primitive {e.prim!r} are not "
-                                          "supported yet")
+                raise NotImplementedError(f"gradients through {e.prim!r} (an equation with several outputs) are "
+                                          "not supported yet; differentiate a program without it, or unroll it")
+            ct = cts[0]
             if prim.vjp is None:
                 where = f" (at {e.where})" if e.where else ""
                 raise NotImplementedError(f"no gradient rule for primitive {e.prim!r}{where}: nir/ops defines no VJP "
@@ -122,7 +119,8 @@ class _Linearized:
 def _replay(program: Program, env: dict[int, NamedTensor]) -> None:
     """Evaluate ``program``'s equations on the tensors in ``env`` (eagerly, or into the active trace)."""
     for e in program.eqns:
-        env[e.out.id] = bind(e.prim, [env[v.id] for v in e.inputs], **e.kwargs)
+        outs = bind_multi(e.prim, [env[v.id] for v in e.inputs], **e.kwargs)
+        env.update((v.id, o) for v, o in zip(e.outputs, outs))
 
 
 def call_program(program: Program, *args: NamedTensor) -> list[NamedTensor]:

@@ -151,6 +151,17 @@ def _cases(dtype: str) -> list[tuple[str, str, Program]]:
                                           dim="N")))
     cases.append(("take", "embedding", _one("take", [_T({"V": 5, "D": 4}, f), _T({"B": 2, "S": 3}, "int64")],
                                             dim="V")))
+    for name in ("cumsum", "cumprod"):
+        cases.append((name, "inner", _one(name, [NCHW], dim="W", reverse=False)))
+        cases.append((name, "outer-reverse", _one(name, [NCHW], dim="N", reverse=True)))
+    cases.append(("cumsum", "int64", _one("cumsum", [_T({"B": 2, "T": 5}, "int64")], dim="T", reverse=False)))
+    cases.append(("gather", "torch-like", _one("gather", [_T({"B": 2, "V": 6}, f), _T({"B": 2, "V": 3}, "int64")],
+                                              dim="V")))
+    cases.append(("gather", "new-dims", _one("gather", [_T({"V": 5, "B": 2}, f),
+                                                        _T({"K": 3, "B": 2, "S": 4}, "int32")], dim="V")))
+    cases.append(("scan", "rnn", _scan_rnn(f, reverse=False)))
+    cases.append(("scan", "reverse", _scan_rnn(f, reverse=True)))
+    cases.append(("cond", "two-outputs", _cond(f)))
     cases.append(("pad", "edges", _one("pad", [NCHW], pads=(("H", 1, 2, 0), ("W", 0, 1, 0)), value=0.0)))
     cases.append(("pad", "interior-crop", _one("pad", [NCHW], pads=(("W", 2, -3, 2), ("H", -1, 1, 1)),
                                                value=-math.inf)))
@@ -158,6 +169,31 @@ def _cases(dtype: str) -> list[tuple[str, str, Program]]:
                                                                    _T({"B": 2, "S": 3}, "int64"),
                                                                    _T({"D": 4, "S": 3, "B": 2}, f)], dim="V")))
     return cases
+
+
+def _scan_rnn(dtype: str, reverse: bool) -> Program:
+    """A scan over T (in the middle of x's dims) with a captured weight, a carry and two stacked outputs:
+    h = tanh(x_t . w + h); ys = (h, sum(x_t))."""
+    body = Builder()
+    w, h, x = (body.input(_T(d, dtype)) for d in ({"I": 3, "H": 4}, {"N": 2, "H": 4}, {"N": 2, "I": 3}))
+    h2 = body.add("tanh", [body.add("add", [body.add("contract", [x, w], over=("I",)), h])])
+    b = Builder()
+    ins = [b.input(_T(d, dtype)) for d in ({"I": 3, "H": 4}, {"N": 2, "H": 4}, {"N": 2, "T": 5, "I": 3})]
+    outs = b.add_multi("scan", ins, body=body.build([h2, h2, body.add("reduce_sum", [x], dims=("N", "I"))]),
+                       over="T", reverse=reverse, num_consts=1, num_carry=1)
+    return b.build(outs)
+
+
+def _cond(dtype: str) -> Program:
+    """exp(x), x * y if pred else -x, x - y."""
+    branches = []
+    for ops_ in ((("exp", 0), ("mul", 0, 1)), (("neg", 0), ("sub", 0, 1))):
+        br = Builder()
+        xs = [br.input(_T({"N": 3, "C": 4}, dtype)), br.input(_T({"C": 4}, dtype))]
+        branches.append(br.build([br.add(op, [xs[i] for i in args]) for op, *args in ops_]))
+    b = Builder()
+    ins = [b.input(_T({}, "bool")), b.input(_T({"N": 3, "C": 4}, dtype)), b.input(_T({"C": 4}, dtype))]
+    return b.build(b.add_multi("cond", ins, true_branch=branches[0], false_branch=branches[1]))
 
 
 def op_samples(dtype: str = "float32", seed: int = 0) -> list[OpSample]:
@@ -214,17 +250,30 @@ def _grad_cases(dtype: str) -> list[tuple[str, str, Program]]:
         ("pad", "interior-finite", _one("pad", [x], pads=(("W", 2, -3, 2), ("H", -1, 1, 1)), value=0.5)),
         ("slice", "strided-tail", _one("slice", [x], dim="H", start=1, stop=6, step=3)),
         ("cast", "float-to-float", _one("cast", [x], dtype="float32" if f == "float64" else "float64")),
+        ("cumprod", "with-zeros", _one("cumprod", [_T({"N": 3, "T": 6}, f)], dim="T", reverse=False)),
+        ("cumprod", "with-zeros-reverse", _one("cumprod", [_T({"T": 6, "N": 3}, f)], dim="T", reverse=True)),
+        ("gather", "negative-new-dim", _one("gather", [_T({"V": 5, "B": 2}, f), _T({"B": 2, "K": 4}, "int64")],
+                                           dim="V")),
     ]
 
 
 def grad_samples(dtype: str = "float64", seed: int = 0) -> list[OpSample]:
-    """Samples whose primitive has a gradient to check: every `op_samples` case with a float input and
-    a float output (except padding with an infinite value), plus the gradient corner cases."""
+    """Samples whose primitive has a gradient to check: every `op_samples` case of a primitive with a VJP
+    rule, a float input and a float output (except padding with an infinite value), plus the gradient
+    corner cases."""
+    from . import ops
     from .types import is_float
     out = [c for c in op_samples(dtype, seed)
-           if any(is_float(v.type.dtype) for v in c.program.inputs)
+           if ops.get(c.prim).vjp is not None and any(is_float(v.type.dtype) for v in c.program.inputs)
            and any(is_float(v.type.dtype) for v in c.program.outputs) and c.label != "interior-crop"]
     for i, (prim, label, program) in enumerate(_grad_cases(dtype)):
         rng = np.random.default_rng(seed + 1000 + i)
-        out.append(OpSample(prim, label, dtype, program, tuple(random_array(v.type, rng) for v in program.inputs)))
+        inputs = [random_array(v.type, rng) for v in program.inputs]
+        if label.startswith("with-zeros"):  # one zero in some rows, two in another
+            t = program.inputs[0].type
+            a = np.moveaxis(inputs[0], t.names.index("T"), -1)
+            a[0, 2] = a[1, 1] = a[1, 4] = 0
+        if label == "negative-new-dim":
+            inputs[1] = inputs[1] - 3  # indices in [-3, 2): negative ones count from the end
+        out.append(OpSample(prim, label, dtype, program, tuple(inputs)))
     return out

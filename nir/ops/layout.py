@@ -1,5 +1,5 @@
 """Layout and indexing primitives: align, squeeze, rename, flatten/unflatten, select, slice, concat, take,
-pad, scatter_add."""
+gather, pad, scatter_add."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..types import NamedShapeError, TensorType
+from ..types import NamedShapeError, TensorType, fresh_name
 from . import _ad as ad
 from ._core import _check_present, _fail, _register, defvjp, to_order
 
@@ -133,6 +133,36 @@ def _take_impl(x: np.ndarray, idx: np.ndarray, *, types, out: TensorType, dim: s
     return np.take(x, idx, axis=ax)
 
 
+def _gather_rule(x: TensorType, idx: TensorType, *, dim: str) -> TensorType:
+    _check_present("gather", x, (dim,))
+    if idx.dtype not in ("int32", "int64"):
+        raise _fail("gather", f"indices must be int32 or int64, got {idx.dtype}", x, idx)
+    missing = [n for n in x.names if n != dim and n not in idx.names]
+    if missing:
+        raise _fail("gather", f"dims {missing} of the input are not dims of the indices", x, idx,
+                    fix=f"Every dim of the input but {dim!r} is matched by name in the indices: align_to() or "
+                        "expand the indices, or reduce/select those dims of the input first")
+    differ = [n for n in x.names if n != dim and x.size(n) != idx.size(n)]
+    if differ:
+        raise _fail("gather", f"dims {differ} have different sizes in the input and the indices", x, idx,
+                    fix="narrow() the input to the indices' sizes")
+    return idx.with_dtype(x.dtype)
+
+
+def _gather_impl(x: np.ndarray, idx: np.ndarray, *, types, out: TensorType, dim: str) -> np.ndarray:
+    tx, ti = types
+    order = ti.names if dim in ti.names else (*ti.names, dim)  # `dim` last when the indices lack it
+    ib = idx if dim in ti.names else idx[..., None]
+    ax = order.index(dim)
+    n = tx.size(dim)
+    if idx.size and (idx.min() < -n or idx.max() >= n):
+        raise IndexError(f"gather: an index is out of range for {dim}={n}")
+    xb = to_order(x, tx.names, order)
+    xb = np.broadcast_to(xb, tuple(n if i == ax else s for i, s in enumerate(ib.shape)))
+    y = np.take_along_axis(xb, np.where(ib < 0, ib + n, ib), axis=ax)
+    return y if dim in ti.names else y[..., 0]
+
+
 _register("align", "layout", 1, _align_rule, _align_impl,
           "reorder to `dims`, inserting new dims and expanding size-1 dims (permute/unsqueeze/expand by name)")
 _register("squeeze", "layout", 1, _squeeze_rule,
@@ -150,6 +180,8 @@ _register("slice", "index", 1, _slice_rule,
           "a strided range along `dim`")
 _register("concat", "index", None, _concat_rule, _concat_impl, "join along `dim`")
 _register("take", "index", 2, _take_rule, _take_impl, "gather along `dim` with an integer index tensor")
+_register("gather", "index", 2, _gather_rule, _gather_impl,
+          "torch.gather by name: the indices' dims name the result; the input's other dims are matched by name")
 
 
 def _pad_rule(x: TensorType, *, pads: tuple[tuple[str, int, int, int], ...], value: float) -> TensorType:
@@ -303,3 +335,19 @@ for _name, _vjp in {"align": _align_vjp, "squeeze": _squeeze_vjp, "rename": _ren
                     "concat": _concat_vjp, "take": _take_vjp, "pad": _pad_vjp,
                     "scatter_add": _scatter_add_vjp}.items():
     defvjp(_name, _vjp)
+
+
+def _gather_vjp(ct: Any, x: Any, idx: Any, *, out: Any, needs: Sequence[bool], dim: str) -> tuple:
+    """Each output element's cotangent goes to the input element it picked: a one-hot of the indices
+    along ``dim`` (of the indices' size times ``dim``'s), summed over the indices' own dims."""
+    n = x.type.size(dim)
+    k = fresh_name()
+    picks = ad.rename(idx, {dim: k}) if dim in idx.type.names else idx
+    picks = ad.where(ad.emit("lt", picks, ad.scalar(0, picks.dtype)), ad.add(picks, ad.scalar(n, picks.dtype)), picks)
+    hot = ad.emit("eq", ad.emit("iota", dim=dim, size=n, start=0.0, step=1.0, dtype=picks.dtype), picks)
+    spread = ad.mask(hot, ad.rename(ct, {dim: k}) if dim in ct.type.names else ct)
+    own = tuple(m for m in spread.type.names if m not in x.type.names)
+    return (ad.to_type(ad.reduce_sum(spread, own), x.type), None)
+
+
+defvjp("gather", _gather_vjp)

@@ -116,3 +116,16 @@ def test_layout_and_indexing() -> None:
         b = torch.cat([x[:, 1], x[:, 0:1].squeeze(1)], 0)
         return b.permute(2, 0, 1) * 2.0
     check(f, g, [(2, 3, 4, 5)], [NCHW])
+
+
+def test_cumsum_and_cumprod_with_zeros() -> None:
+    def zeroed(x):
+        return x * (x.abs() > 0.3).to("float64")  # exact zeros where |x| <= 0.3
+    check(lambda x: zeroed(x).cumprod("T") + x.cumsum("N") * 0.5,
+          lambda x: (x * (x.abs() > 0.3)).cumprod(1) + x.cumsum(0) * 0.5, [(4, 7)], [("N", "T")], seed=3)
+
+
+def test_gather_picks_along_a_named_dim() -> None:
+    idx = np.random.default_rng(2).integers(0, 6, (3, 4))
+    check(lambda x: nir.gather(x, "V", nir.tensor(idx, names=("N", "V"))),
+          lambda x: torch.gather(x, 1, torch.tensor(idx)), [(3, 6)], [("N", "V")])
