@@ -109,6 +109,11 @@ class Compiled(Dispatch):
         if not _has_tree(args):
             return super().__call__(*args)
         leaves, tree = flatten_args(args)
+        if self._given is not None and self._given.inputs is not None:  # a traced program of tree arguments
+            if tree != self._given.inputs:
+                raise SignatureError(f"the arguments have the structure {tree}, but the program takes "
+                                     f"{self._given.inputs}")
+            return super().__call__(*leaves)
         sub = self._of_tree(tree)
         out = sub(*leaves)
         self._last = sub._last
