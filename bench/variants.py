@@ -210,4 +210,4 @@ def to_numpy(out: Any) -> list[np.ndarray]:
         return [a for o in out for a in to_numpy(o)]
     if hasattr(out, "detach"):  # torch
         out = out.detach()
-    return [np.array(out)]
+    return [np.asarray(out).copy()]
