@@ -196,7 +196,8 @@ def _pad_rule(x: TensorType, *, pads: tuple[tuple[str, int, int, int], ...], val
         size = low + high + n + max(n - 1, 0) * interior
         if size < 0:
             raise _fail("pad", f"padding ({low}, {high}) crops more than the {n + max(n - 1, 0) * interior} "
-                               f"elements of {dim!r}", x, fix="Negative low/high padding removes elements; remove fewer")
+                               f"elements of {dim!r}", x,
+                        fix="Negative low/high padding removes elements; remove fewer")
         sizes[dim] = size
     return x.with_dims((n, sizes[n]) for n in x.names)
 

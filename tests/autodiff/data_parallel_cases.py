@@ -18,7 +18,8 @@ pytest.importorskip("sklearn")
 import nir  # noqa: E402
 from nir.examples import digits  # noqa: E402
 
-pytestmark = pytest.mark.skipif(jax.device_count() < 4, reason="needs XLA_FLAGS=--xla_force_host_platform_device_count=4")
+pytestmark = pytest.mark.skipif(jax.device_count() < 4,
+                                reason="needs XLA_FLAGS=--xla_force_host_platform_device_count=4")
 DATA = digits.load()
 SHARDED = dict(mesh={"data": 4}, shard={"N": "data"})
 

@@ -67,7 +67,8 @@ def test_layer_norm() -> None:
 
 def test_softmax_log_softmax_logsumexp() -> None:
     check(lambda x: x.softmax("B") + x.log_softmax("C") * 0.5 + x.logsumexp("A", keepdim=True),
-          lambda x: x.softmax(1) + x.log_softmax(2) * 0.5 + x.logsumexp(0, keepdim=True), [(3, 4, 5)], [("A", "B", "C")])
+          lambda x: x.softmax(1) + x.log_softmax(2) * 0.5 + x.logsumexp(0, keepdim=True), [(3, 4, 5)],
+          [("A", "B", "C")])
 
 
 def test_batched_matmul_with_broadcast() -> None:

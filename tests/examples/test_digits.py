@@ -29,7 +29,8 @@ def test_mlp_reaches_97_percent_test_accuracy_on_tvm() -> None:
     assert digits.train("mlp", "tvm", epochs=20, data=DATA).test_accuracy >= 0.97
 
 
-@pytest.mark.parametrize("model,backend", [pytest.param("cnn", "xla", marks=XLA), pytest.param("mlp", "tvm", marks=TVM)])
+@pytest.mark.parametrize("model,backend", [pytest.param("cnn", "xla", marks=XLA),
+                                           pytest.param("mlp", "tvm", marks=TVM)])
 def test_the_loss_curve_is_the_reference_backends(model: str, backend: str) -> None:
     curves = [digits.train(model, b, batch=32, data=DATA, max_steps=12, evaluate=False).losses
               for b in (backend, "reference")]
