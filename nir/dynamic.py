@@ -92,6 +92,16 @@ def _conv(params: Mapping[str, Any], i: int) -> tuple[str, ...]:
     return (params["channels"], *params["spatial"])
 
 
+def _sub_program_inputs(key: str, offset: int) -> Callable[[Mapping[str, Any], int], tuple[str, ...]]:
+    """Control flow: every dim of every input its sub-program sees (conservative: a body may mix any)."""
+    def across(params: Mapping[str, Any], i: int) -> tuple[str, ...]:
+        if i < offset:
+            return ()
+        names = params[key].inputs[i - offset].type.names
+        return (*names, params["over"]) if "over" in params else names
+    return across
+
+
 # prim -> (params, input index) -> the dims of that input whose rows the op combines. Elementwise and
 # creation primitives combine nothing (see `_across`); a primitive in neither is refused until listed.
 ACROSS: dict[str, Callable[[Mapping[str, Any], int], tuple[str, ...]]] = {
@@ -104,6 +114,8 @@ ACROSS: dict[str, Callable[[Mapping[str, Any], int], tuple[str, ...]]] = {
     "conv2d": _conv,
     "pool2d": _param("spatial", False),
     "align": _none, "rename": _none, "squeeze": _none,
+    **{p: _param("dim", True) for p in ("cumsum", "cumprod", "gather")},
+    "scan": _sub_program_inputs("body", 0), "cond": _sub_program_inputs("true_branch", 1),
 }
 _ROWWISE_KINDS = ("elementwise", "creation")
 

@@ -36,6 +36,7 @@ from nir.ir import Program, verify
 from nir.target import Target, parse_target
 from nir.types import TensorType, canonical_dtype, numpy_dtype
 
+from .control import check_depth
 from .lower import LOWERINGS, lower_program
 from .schedule import schedule_module
 
@@ -451,6 +452,7 @@ def build(program: Program, target: Target | str, *, tuning_db: Any = None, sche
         detail = "; ".join(f"{p}: {reasons.get(p, 'no lowering')}" for p in missing)
         raise BackendError(f"the tvm backend cannot compile primitive(s) {', '.join(missing)} ({detail}). "
                            "Use another backend for this program (e.g. backend='xla' or 'reference')")
+    check_depth(program)
     with _BUILD_LOCK:  # TVM's BlockBuilder keeps a process-global stack: one build at a time
         ttarget = tvm_target(target)
         mod = lower_program(program)

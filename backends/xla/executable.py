@@ -54,7 +54,7 @@ def has_device(platform: str) -> bool:
 def _x64(program: Program) -> Callable[[], contextlib.AbstractContextManager]:
     """JAX narrows int64/float64 to 32 bits unless x64 is on: programs with 64-bit values are traced
     and called inside ``jax.enable_x64(True)`` (about 0.6 us per call), all others outside it."""
-    if jax.config.jax_enable_x64 or not any(v.type.dtype in _WIDE for v in program.values()):
+    if jax.config.jax_enable_x64 or not any(v.type.dtype in _WIDE for p in program.walk() for v in p.values()):
         return contextlib.nullcontext
     return lambda: jax.enable_x64(True)
 
@@ -245,10 +245,11 @@ def build(program: Program, target: Target | str, *, compiler_options: Mapping[s
         raise ValueError(f"precision={precision!r}; choose one of {', '.join(PRECISIONS)}")
     verify(program)
     for e in program.eqns:
-        if e.prim not in LOWERINGS:
-            why = UNSUPPORTED.get(e.prim, "no lowering exists")
-            raise BackendError(f"the xla backend does not support primitive {e.prim!r} ({why}); it is used by "
-                               f"{e.where or 'an equation'} of the program. Use another backend, e.g. 'reference'")
+        for prim in sorted({e.prim} | {p for _, sub in e.subprograms for p in sub.prims()}):
+            if prim not in LOWERINGS:
+                why = UNSUPPORTED.get(prim, "no lowering exists")
+                raise BackendError(f"the xla backend does not support primitive {prim!r} ({why}); it is used by "
+                                   f"{e.where or 'an equation'} of the program. Use another backend, e.g. 'reference'")
     platform = PLATFORMS[target.kind]
     plan, sharding = None, {}
     if mesh is not None or shard is not None:
