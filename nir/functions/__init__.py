@@ -7,10 +7,11 @@ right, unnamed dims match anything, and two different names at the same position
 name-keyed primitives (`nir.ops`); no primitive sees an axis number.
 
 One module per family: elementwise, reductions, contraction, nn (normalization, convolution, pooling),
-layout (names, reshaping, indexing) and creation; _methods binds them onto NamedTensor.
+layout (names, reshaping, indexing), creation and control (scan, cond); _methods binds them onto NamedTensor.
 """
 
 # ruff: noqa: F401  (this module re-exports the families)
+from .control import cond, scan
 from .contraction import addmm, bmm, contract, dot, matmul, mm, mv
 from .creation import (arange, full, manual_seed, ones, ones_like, rand, randn, tensor, zeros, zeros_like)
 from .elementwise import (abs, add, cast, clamp, cos, div, eq, erf, exp, ge, gelu, gt, le, log, logical_and,

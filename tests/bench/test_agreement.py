@@ -2,6 +2,7 @@
 at the small size, within the workload's tolerances (rtol/atol on float32 outputs).
 
 torch.compile is checked only with NIR_BENCH_TORCH_COMPILE=1: its cold compile takes seconds per workload.
+Slow workloads (minutes to compile, such as the 512-step unrolled RNN) are checked with numpy only.
 """
 
 import functools
