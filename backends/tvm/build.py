@@ -31,8 +31,9 @@ from nir.types import TensorType, canonical_dtype, numpy_dtype
 
 from .lower import LOWERINGS, lower_program
 from .schedule import schedule_module
+from .vmath import VectorMath
 
-__all__ = ["TVMExecutable", "build", "load", "tvm_target", "unsupported", "cuda_device", "Signature",
+__all__ = ["TVMExecutable", "build", "relax_module", "load", "tvm_target", "unsupported", "cuda_device", "Signature",
            "DEFAULT_CUDA_ARCH", "ptx"]
 
 NAME = "tvm"
@@ -369,15 +370,29 @@ def _compile(mod: tvm.IRModule, target: Target, ttarget: tvm.target.Target, tuni
     return lib, scheduled.script(), report
 
 
+def relax_module(program: Program, target: Target, fast_math: bool = False) -> tvm.IRModule:
+    """The Relax module that `build` compiles for ``program`` (tuning must extract its tasks from the
+    same one, or the tuned records would not match the built PrimFuncs): the lowered program, with
+    TVM's approximations (``fast_math``) or, on CPUs, nir's vectorizable float32 exp, tanh, sigmoid,
+    erf and softmax (`vmath`; as accurate as libm, which LLVM cannot vectorize)."""
+    mod = lower_program(program)
+    if fast_math:
+        mod = relax.transform.FastMathTransform()(mod)
+    if target.kind == "llvm":
+        mod = VectorMath()(mod)
+    return mod
+
+
 def build(program: Program, target: Target | str, *, tuning_db: Any = None, schedule: bool = True,
           fast_math: bool = False) -> TVMExecutable:
     """Compile ``program`` for ``target`` (llvm or cuda).
 
     ``tuning_db``: a MetaSchedule database (or its work_dir) whose records schedule the PrimFuncs they
     match; the default schedules take the rest. ``schedule=False`` keeps TVM's plain loops on the CPU
-    (slow; for debugging a schedule). ``fast_math=True`` computes exp, tanh, erf (so gelu) and softmax
-    with TVM's vectorizable polynomial approximations (relative error below 1e-6 for finite results,
-    several times faster on CPUs; but no inf on overflow). Raises BackendError for a primitive this
+    (slow; for debugging a schedule). On CPUs, float32 exp, tanh, sigmoid, erf (so gelu) and softmax
+    are computed by vectorizable forms as accurate as libm (`vmath`); ``fast_math=True`` uses TVM's
+    approximations instead (relative error below 1e-6 for finite results, but no inf on overflow and
+    no NaN propagation). Raises BackendError for a primitive this
     backend cannot lower.
     """
     target = parse_target(target)
@@ -391,9 +406,7 @@ def build(program: Program, target: Target | str, *, tuning_db: Any = None, sche
         raise BackendError(f"the tvm backend cannot compile primitive(s) {', '.join(missing)} ({detail}). "
                            "Use another backend for this program (e.g. backend='xla' or 'reference')")
     ttarget = tvm_target(target)
-    mod = lower_program(program)
-    if fast_math:
-        mod = relax.transform.FastMathTransform()(mod)
+    mod = relax_module(program, target, fast_math)
     lib, tir_text, report = _compile(mod, target, ttarget, tuning_db, schedule)
     return TVMExecutable(lib, target, [Signature.of(v.type) for v in program.inputs],
                          [Signature.of(v.type) for v in program.outputs], program=program,
