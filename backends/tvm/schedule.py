@@ -393,13 +393,74 @@ def _reduces_innermost(sch: s_tir.Schedule, info: SBlockInfo) -> bool:
     return True
 
 
-def row_reduction(sch: s_tir.Schedule, target: Target) -> s_tir.Schedule | None:
-    """dlight's CPU reduction rule (softmax, layer_norm, ...) for reductions over the innermost dims;
-    returns its own schedule. (Over outer dims it would recompute each reduction per output row.)"""
+def row_reduction(sch: s_tir.Schedule, target: Target) -> bool | s_tir.Schedule | None:
+    """Reductions over the innermost dims with their elementwise neighbours (softmax, layer_norm,
+    RMSNorm): every block under one parallel loop over the rows, so a row stays in L1 from its first
+    pass to its last; each reduction split into vector-wide partial sums (`rfactor`) that run
+    vectorized, then summed across the lanes; elementwise blocks vectorized; epilogues (the user's
+    scale and shift) inlined. Where that does not apply, dlight's CPU reduction rule. (Over outer dims
+    either would recompute each reduction per output row: not this rule.)"""
     infos = normalize_prim_func(sch) or []
     if not all(_reduces_innermost(sch, b) for b in infos if b.is_reduction()):
         return None
-    return _ROW_REDUCTION.apply(sch.mod["main"], target, False)
+    original = sch.mod["main"]
+    try:
+        if _rows(sch, target):
+            return True
+    except Exception:  # noqa: BLE001 - a shape this rule does not cover
+        pass
+    return _ROW_REDUCTION.apply(original, target, False)
+
+
+def _rows(sch: s_tir.Schedule, target: Target) -> bool:
+    infos = normalize_prim_func(sch) or []
+    reductions = [b for b in infos if b.is_reduction()]
+    if not reductions:
+        return False
+    fed = {r.source for b in reductions for r in sch.get(b.block_rv).reads}
+    # a block that feeds a reduction keeps its buffer (a row of it): inlined, it would be recomputed
+    # by every consumer (softmax's exp by the sum and by the division)
+    keep = [b for b in infos if sch.get(b.block_rv).writes[0].source in fed]
+    infos = _inline_all(sch, keep=keep)
+    rows = len(infos[0].dom_kind()) - len(infos[0].dom_kind().lstrip("S"))
+    rows = min(len(b.dom_kind()) - len(b.dom_kind().lstrip("S")) for b in infos if b.is_reduction())
+    extents = [int(it.dom) for it in infos[-1].iters[:rows]]
+    if rows == 0 or any([int(it.dom) for it in b.iters[:rows]] != extents for b in infos):
+        return False
+    lanes = _lanes(target, "float32")
+    partials = []  # rfactor first: it wants the reduction's loops to lead their nest
+    for b in infos:
+        inner = sch.get_loops(b.block_rv)[rows:]
+        n = math.prod(_extent(sch, lp) for lp in inner)
+        vec = _divisor(n, [lanes * 4, lanes * 2, lanes]) if _write_dtype(sch, b.block_rv) == "float32" else None
+        if b.is_reduction() and vec is not None and vec < n:
+            k = sch.fuse(*inner) if len(inner) > 1 else inner[0]
+            partials.append(sch.rfactor(sch.split(k, [None, vec])[1], 0))  # rf[lane] over the row, then over the lanes
+    blocks = sch.get_child_blocks(sch.get_sblock("root"))
+    last = blocks[-1]
+    loops = sch.get_loops(last)
+    row = sch.fuse(*loops[:rows]) if rows > 1 else loops[0]
+    for b in reversed(blocks[:-1]):
+        sch.compute_at(b, row)
+    if _iterations(sch, last) >= MIN_PARALLEL_WORK:
+        sch.parallel(row)  # (before decompose_reduction, which leaves blocks parallel refuses)
+    for block in sch.get_child_blocks(row):
+        inner = sch.get_loops(block)[1:]
+        if not inner or sch.get(block).init is not None or _write_dtype(sch, block) != "float32":
+            continue
+        k = sch.fuse(*inner) if len(inner) > 1 else inner[0]
+        n = _extent(sch, k)
+        vec = _divisor(n, [lanes * 4, lanes * 2, lanes])
+        if vec is not None:
+            if vec < n:
+                k = sch.split(k, [None, vec])[1]
+            sch.vectorize(k)
+    for rf in partials:
+        k_i, k_o = sch.get_loops(rf)[-2:]  # compute_at made the loops in the rf block's iter order: lane first
+        sch.reorder(k_o, k_i)
+        sch.vectorize(k_i)
+        sch.vectorize(sch.get_loops(sch.decompose_reduction(rf, k_o))[-1])
+    return True
 
 
 def column_reduction(sch: s_tir.Schedule, target: Target) -> bool:

@@ -156,7 +156,7 @@ SCHEDULED = {
     "batched-prime": (one("contract", [T({"B": 3, "M": 37, "K": 16}), T({"B": 3, "K": 16, "N": 37})], over=("K",)),
                       "contraction"),  # Q.K^T at 197 tokens, smaller: both output dims padded
     "row-vector": (one("contract", [T({"K": 96}), T({"K": 96, "N": 1000})], over=("K",)), "contraction"),
-    "matvec": (one("contract", [T({"M": 256, "K": 128}), T({"K": 128})], over=("K",)), "generic"),
+    "matvec": (one("contract", [T({"M": 256, "K": 128}), T({"K": 128})], over=("K",)), "row_reduction"),
     "conv-nchw": (one("conv2d", [T({"N": 2, "C": 16, "H": 20, "W": 20}), T({"O": 32, "C": 16, "H": 3, "W": 3})],
                       stride=(1, 1), padding=(1, 1), groups=1, **CONV), "contraction"),
     "conv-nhwc": (one("conv2d", [T({"N": 2, "H": 20, "W": 20, "C": 16}), T({"H": 3, "W": 3, "C": 16, "O": 32})],
