@@ -18,7 +18,7 @@ from types import ModuleType
 
 from nir.target import KINDS, Target
 
-__all__ = ["available", "get", "installed", "BackendError", "REGISTRY", "INSTALL_HINT"]
+__all__ = ["available", "get", "installed", "BackendError", "FallbackWarning", "REGISTRY", "INSTALL_HINT"]
 
 # backend name -> (module, the top-level packages it needs)
 REGISTRY: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -31,6 +31,11 @@ INSTALL_HINT = {"tvm": 'pip install "named-ir[tvm]"', "xla": 'pip install "named
 
 class BackendError(RuntimeError):
     """A backend is unknown, not installed, or cannot serve the target or the program."""
+
+
+class FallbackWarning(RuntimeWarning):
+    """A backend could not compile part of a program its fast way and used a slower, correct one
+    (e.g. TVM's unscheduled loops when a default schedule fails to compile); `nir fuzz` counts them."""
 
 
 def installed(name: str) -> bool:

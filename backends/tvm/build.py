@@ -24,7 +24,7 @@ import tvm
 from tvm import relax
 
 from nir.artifact import write_manifest
-from nir.backends import BackendError
+from nir.backends import BackendError, FallbackWarning
 from nir.ir import Program, verify
 from nir.target import Target, parse_target
 from nir.types import TensorType, canonical_dtype, numpy_dtype
@@ -364,7 +364,7 @@ def _compile(mod: tvm.IRModule, target: Target, ttarget: tvm.target.Target, tuni
         if scheduled is legal:
             raise
         warnings.warn(f"nir tvm backend: a default schedule failed to compile ({str(e).splitlines()[0][:200]}); "
-                      "using unscheduled loops (correct but slow)", RuntimeWarning, stacklevel=3)
+                      "using unscheduled loops (correct but slow)", FallbackWarning, stacklevel=3)
         scheduled, report = legal, {name: None for name in report}
         lib = tvm.compile(legal, target=ttarget)
     return lib, scheduled.script(), report
