@@ -30,7 +30,8 @@ from nir.target import Target, parse_target
 from nir.types import TensorType, canonical_dtype, numpy_dtype
 
 from .lower import LOWERINGS, lower_program
-from .schedule import schedule_module
+from .conv_width import PadConvWidth
+from .schedule import lanes, schedule_module
 from .vmath import VectorMath
 
 __all__ = ["TVMExecutable", "build", "relax_module", "load", "tvm_target", "unsupported", "cuda_device", "Signature",
@@ -374,12 +375,14 @@ def relax_module(program: Program, target: Target, fast_math: bool = False) -> t
     """The Relax module that `build` compiles for ``program`` (tuning must extract its tasks from the
     same one, or the tuned records would not match the built PrimFuncs): the lowered program, with
     TVM's approximations (``fast_math``) or, on CPUs, nir's vectorizable float32 exp, tanh, sigmoid,
-    erf and softmax (`vmath`; as accurate as libm, which LLVM cannot vectorize)."""
+    erf and softmax (`vmath`; as accurate as libm, which LLVM cannot vectorize), and NCHW convolutions
+    widened to whole vectors (`conv_width`)."""
     mod = lower_program(program)
     if fast_math:
         mod = relax.transform.FastMathTransform()(mod)
     if target.kind == "llvm":
         mod = VectorMath()(mod)
+        mod = PadConvWidth(lanes(tvm_target(target), "float32"))(mod)
     return mod
 
 

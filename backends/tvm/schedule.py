@@ -32,7 +32,7 @@ from tvm.s_tir import dlight as dl
 from tvm.s_tir.dlight.analysis import SBlockInfo, normalize_prim_func
 from tvm.target import Target
 
-__all__ = ["schedule_module", "RULES", "MIN_PARALLEL_WORK"]
+__all__ = ["schedule_module", "RULES", "MIN_PARALLEL_WORK", "lanes"]
 
 # below this many iterations a loop nest runs on one thread (a parallel launch costs microseconds)
 MIN_PARALLEL_WORK = 16384
@@ -52,9 +52,12 @@ def _vector_bits(target: Target) -> int:
     return width if width > 0 else 256
 
 
-def _lanes(target: Target, dtype: str) -> int:
+def lanes(target: Target, dtype: str) -> int:
     """Vector lanes of ``dtype`` on ``target`` (at least 4)."""
     return max(4, _vector_bits(target) // max(tvm.DataType(dtype).bits, 8))
+
+
+_lanes = lanes
 
 
 def _accumulators(target: Target) -> int:

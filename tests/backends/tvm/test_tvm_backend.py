@@ -517,3 +517,15 @@ def test_calling_cuda_code_without_a_gpu_raises(cuda_export):
         exe(*random_inputs(program))
     with pytest.raises(BackendError, match="no CUDA device"):
         backend.load(path, manifest)
+
+
+@pytest.mark.parametrize("width,stride", [(28, 1), (14, 2), (7, 1)])
+def test_nchw_conv_output_width_is_padded_to_whole_vectors(width, stride):
+    """28 -> 32 columns (14 -> 16 and 7 -> 8 likewise), computed then sliced: same results."""
+    program = one("conv2d", [T({"N": 2, "C": 8, "H": 5, "W": width * stride}), T({"O": 16, "C": 8, "H": 3, "W": 3})],
+                  stride=(stride, stride), padding=(1, 1), groups=1, **CONV)
+    exe = check(program)
+    lanes = schedule_module.lanes(backend.tvm_target(parse_target("llvm")), "float32")
+    padded = -(-width // lanes) * lanes if width >= lanes else -(-width // (lanes // 2)) * (lanes // 2)
+    assert f"T.int64({padded})" in exe.backend_ir("tir") and "strided_slice" in exe.backend_ir("tir")
+    assert "contraction" in exe.schedules.values()
