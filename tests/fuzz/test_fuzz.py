@@ -95,3 +95,11 @@ def test_the_report_counts_programs_that_fell_back_to_unscheduled_loops(monkeypa
     monkeypatch.setattr(schedule, "RULES", [("uncompilable", uncompilable)])
     assert fuzz.main(["--case", "3", "--backends", "tvm"]) == 0
     assert "fell back to unscheduled: 1 programs" in capsys.readouterr().out
+
+
+def test_generated_programs_include_cumulative_sums_products_and_gathers() -> None:
+    prims = set()
+    for case in range(80):
+        p, _ = fuzz.random_program(0, case)
+        prims |= set(p.prims())
+    assert {"cumsum", "cumprod", "gather"} <= prims
