@@ -425,7 +425,6 @@ def _rows(sch: s_tir.Schedule, target: Target) -> bool:
     # by every consumer (softmax's exp by the sum and by the division)
     keep = [b for b in infos if sch.get(b.block_rv).writes[0].source in fed]
     infos = _inline_all(sch, keep=keep)
-    rows = len(infos[0].dom_kind()) - len(infos[0].dom_kind().lstrip("S"))
     rows = min(len(b.dom_kind()) - len(b.dom_kind().lstrip("S")) for b in infos if b.is_reduction())
     extents = [int(it.dom) for it in infos[-1].iters[:rows]]
     if rows == 0 or any([int(it.dom) for it in b.iters[:rows]] != extents for b in infos):
