@@ -15,6 +15,7 @@ import argparse
 import sys
 import time
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -391,11 +392,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     cases = [args.case] if args.case is not None else None
     deadline = time.monotonic() + args.minutes * 60
-    n = failures = skipped = 0
+    n = failures = skipped = fell_back = 0
     case = args.start
     while (cases is None and time.monotonic() < deadline) or (cases is not None and n < len(cases)):
         c = cases[n] if cases is not None else case
-        fails, sk = check_case(args.seed, c, backends, args.max_ops)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", _backends.FallbackWarning)
+            fails, sk = check_case(args.seed, c, backends, args.max_ops)
+        fell_back += any(issubclass(w.category, _backends.FallbackWarning) for w in caught)
         skipped += sk
         for f in fails:
             failures += 1
@@ -406,4 +410,5 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"... {n} programs, {failures} failures", file=sys.stderr, flush=True)
     print(f"nir fuzz: {n} programs x {len(backends)} backends ({', '.join(backends)}), seed {args.seed}: "
           f"{failures} failures, {skipped} skipped (unsupported primitive)")
+    print(f"fell back to unscheduled: {fell_back} programs")
     return 1 if failures else 0

@@ -131,6 +131,9 @@ def _cases(dtype: str) -> list[tuple[str, str, Program]]:
     cases.append(("conv2d", "groups", _one("conv2d", [_T({"N": 1, "C": 4, "H": 6, "W": 6}, f),
                                                       _T({"O": 6, "C": 2, "H": 3, "W": 3}, f)],
                                            stride=(1, 1), padding=(1, 1), groups=2, **conv)))
+    cases.append(("conv2d", "depthwise", _one("conv2d", [_T({"N": 2, "C": 4, "H": 7, "W": 6}, f),
+                                                         _T({"O": 4, "C": 1, "H": 3, "W": 3}, f)],
+                                              stride=(2, 1), padding=(1, 1), groups=4, **conv)))
     cases.append(("pool2d", "max", _one("pool2d", [NCHW], kind="max", kernel=(2, 2), stride=(2, 2),
                                         padding=(0, 0), spatial=("H", "W"))))
     cases.append(("pool2d", "avg-pad", _one("pool2d", [NCHW], kind="avg", kernel=(3, 3), stride=(1, 2),

@@ -29,8 +29,7 @@ from nir.backends import BackendError
 from nir.ir import Program
 from nir.target import Target, parse_target
 
-from .build import _to_tvm, tvm_target
-from .lower import lower_program
+from .build import _to_tvm, relax_module, tvm_target
 
 __all__ = ["tune", "measure_remote", "heavy_tasks", "parse_rpc"]
 
@@ -100,7 +99,7 @@ def tune(program: Program, target: Target | str, *, work_dir: str | os.PathLike,
     target = parse_target(target)
     ttarget = tvm_target(target)
     with ttarget:
-        legal = relax.get_pipeline("zero")(lower_program(program))
+        legal = relax.get_pipeline("zero")(relax_module(program, target))
     tasks = heavy_tasks(ms.relax_integration.extract_tasks(legal, ttarget))
     if not tasks:
         log("[tvm] no tunable tasks")

@@ -3,6 +3,8 @@ fuzzer's own machinery: determinism, layouts, shrinking."""
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 
@@ -78,6 +80,21 @@ def test_regressions_found_by_fuzzing(seed: int, case: int, backend: str) -> Non
         pytest.skip(f"{backend} not installed")
     fails, _ = fuzz.check_case(seed=seed, case=case, backends=[backend])
     assert not fails, fails[0].report()
+
+
+def test_the_report_counts_programs_that_fell_back_to_unscheduled_loops(monkeypatch, capsys) -> None:
+    if not nir.backends.installed("tvm"):
+        pytest.skip("tvm not installed")
+    schedule = importlib.import_module("nir.backends.tvm.schedule")
+
+    def uncompilable(sch, target):  # a schedule TVM accepts and LLVM then refuses
+        block = sch.get_child_blocks(sch.get_sblock("root"))[-1]
+        sch.annotate(sch.get_loops(block)[0], "pragma_import_llvm", "this is not LLVM IR")
+        return True
+
+    monkeypatch.setattr(schedule, "RULES", [("uncompilable", uncompilable)])
+    assert fuzz.main(["--case", "3", "--backends", "tvm"]) == 0
+    assert "fell back to unscheduled: 1 programs" in capsys.readouterr().out
 
 
 def test_generated_programs_include_cumulative_sums_products_and_gathers() -> None:

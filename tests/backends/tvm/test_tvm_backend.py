@@ -149,13 +149,22 @@ SCHEDULED = {
                             "transpose"),
     "batched": (one("contract", [T({"B": 4, "M": 32, "K": 16}), T({"B": 4, "K": 16, "N": 64})], over=("K",)),
                 "contraction"),
-    "matvec": (one("contract", [T({"M": 256, "K": 128}), T({"K": 128})], over=("K",)), "generic"),
+    "matmul-prime-rows": (one("contract", [T({"M": 197, "K": 64}), T({"K": 64, "N": 48})], over=("K",)),
+                          "contraction"),  # ViT's 197 tokens: rows padded to a whole tile
+    "matmul-long-k": (one("contract", [T({"M": 20, "K": 768}), T({"K": 768, "N": 64})], over=("K",)),
+                      "contraction"),  # K blocked
+    "batched-prime": (one("contract", [T({"B": 3, "M": 37, "K": 16}), T({"B": 3, "K": 16, "N": 37})], over=("K",)),
+                      "contraction"),  # Q.K^T at 197 tokens, smaller: both output dims padded
+    "row-vector": (one("contract", [T({"K": 96}), T({"K": 96, "N": 1000})], over=("K",)), "contraction"),
+    "matvec": (one("contract", [T({"M": 256, "K": 128}), T({"K": 128})], over=("K",)), "row_reduction"),
     "conv-nchw": (one("conv2d", [T({"N": 2, "C": 16, "H": 20, "W": 20}), T({"O": 32, "C": 16, "H": 3, "W": 3})],
                       stride=(1, 1), padding=(1, 1), groups=1, **CONV), "contraction"),
     "conv-nhwc": (one("conv2d", [T({"N": 2, "H": 20, "W": 20, "C": 16}), T({"H": 3, "W": 3, "C": 16, "O": 32})],
                       stride=(1, 1), padding=(1, 1), groups=1, **CONV), "contraction"),
     "conv-stride2": (one("conv2d", [T({"N": 1, "C": 8, "H": 33, "W": 31}), T({"O": 16, "C": 8, "H": 5, "W": 5})],
                          stride=(2, 2), padding=(2, 1), groups=1, **CONV), "contraction"),
+    "conv-prime-channels": (one("conv2d", [T({"N": 2, "C": 4, "H": 9, "W": 16}), T({"O": 37, "C": 4, "H": 3, "W": 3})],
+                                stride=(1, 1), padding=(1, 1), groups=1, **CONV), "contraction"),  # no row tile
     "conv-groups": (one("conv2d", [T({"N": 1, "C": 16, "H": 24, "W": 24}), T({"O": 32, "C": 4, "H": 3, "W": 3})],
                         stride=(1, 1), padding=(1, 1), groups=4, **CONV), "contraction"),
     "softmax": (one("softmax", [T({"B": 64, "D": 256})], dim="D"), "row_reduction"),
@@ -508,3 +517,15 @@ def test_calling_cuda_code_without_a_gpu_raises(cuda_export):
         exe(*random_inputs(program))
     with pytest.raises(BackendError, match="no CUDA device"):
         backend.load(path, manifest)
+
+
+@pytest.mark.parametrize("width,stride", [(28, 1), (14, 2), (7, 1)])
+def test_nchw_conv_output_width_is_padded_to_whole_vectors(width, stride):
+    """28 -> 32 columns (14 -> 16 and 7 -> 8 likewise), computed then sliced: same results."""
+    program = one("conv2d", [T({"N": 2, "C": 8, "H": 5, "W": width * stride}), T({"O": 16, "C": 8, "H": 3, "W": 3})],
+                  stride=(stride, stride), padding=(1, 1), groups=1, **CONV)
+    exe = check(program)
+    lanes = schedule_module.lanes(backend.tvm_target(parse_target("llvm")), "float32")
+    padded = -(-width // lanes) * lanes if width >= lanes else -(-width // (lanes // 2)) * (lanes // 2)
+    assert f"T.int64({padded})" in exe.backend_ir("tir") and "strided_slice" in exe.backend_ir("tir")
+    assert "contraction" in exe.schedules.values()
