@@ -32,7 +32,7 @@ from nir.types import TensorType, canonical_dtype, numpy_dtype
 from .lower import LOWERINGS, lower_program
 from .schedule import schedule_module
 
-__all__ = ["TVMExecutable", "build", "load", "tvm_target", "unsupported", "cuda_device", "Signature",
+__all__ = ["TVMExecutable", "build", "load", "tvm_target", "to_tvm", "unsupported", "cuda_device", "Signature",
            "DEFAULT_CUDA_ARCH", "ptx"]
 
 NAME = "tvm"
@@ -154,7 +154,7 @@ def _c_order(a: np.ndarray) -> np.ndarray:
     return a if a.flags.c_contiguous else a.copy(order="C")
 
 
-def _to_tvm(x: Any, sig: Signature, index: int, device: tvm.runtime.Device) -> tvm.runtime.Tensor:
+def to_tvm(x: Any, sig: Signature, index: int, device: tvm.runtime.Device) -> tvm.runtime.Tensor:
     """One input as a TVM tensor on ``device``: zero-copy through DLPack where the data is C-contiguous
     and 64-byte aligned, otherwise an aligned contiguous copy. Shapes and dtypes must match exactly."""
     if not hasattr(x, "shape") or not hasattr(x, "dtype"):
@@ -249,7 +249,7 @@ class TVMExecutable:
         per measurement, ``repeat`` measurements, the device synchronized): inputs are converted and
         moved to the device once, outputs stay there."""
         fn = self.vm_function()
-        args = [_to_tvm(a, s, i, self.device) for i, (a, s) in enumerate(zip(arrays, self.inputs))]
+        args = [to_tvm(a, s, i, self.device) for i, (a, s) in enumerate(zip(arrays, self.inputs))]
         fn(*args)  # warm-up
         timer = self._vm.time_evaluator("main", self.device, number=number, repeat=repeat)
         return float(timer(*args).median) * 1e3
@@ -261,7 +261,7 @@ class TVMExecutable:
             want = ", ".join(s.pretty() for s in self.inputs)
             raise BackendError(f"the program takes {len(self.inputs)} inputs ({want}), got {len(arrays)}")
         dev = self.device
-        args = [_to_tvm(a, s, i, dev) for i, (a, s) in enumerate(zip(arrays, self.inputs))]
+        args = [to_tvm(a, s, i, dev) for i, (a, s) in enumerate(zip(arrays, self.inputs))]
         out = fn(*args)
         return [_to_numpy(t) for t in out]
 
