@@ -57,9 +57,13 @@ def _load_function(ref: str) -> Callable[..., Any]:
 
 
 def program_for(what: str, inputs: Sequence[str], dtype: str, size: str) -> tuple[str, Program]:
-    """The program to tune: ``MODULE:FUNCTION`` traced on ``--input`` specs, or a workload name."""
+    """The program to tune: ``MODULE:FUNCTION`` traced on ``--input`` specs, ``MODULE:NAME`` of a traced
+    program (`nir.trace` or `nir.from_torch` result, or a Program), or a workload name."""
     if ":" in what:
         fn = _load_function(what)
+        found = getattr(fn, "program", fn)
+        if isinstance(found, Program):
+            return what, found
         try:
             parsed = dict(parse_input(i, dtype) for i in inputs)
         except argparse.ArgumentTypeError as e:
@@ -176,7 +180,8 @@ def replay(program: Program, name: str, target: str, db_path: str, min_time_s: f
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `nir tune`."""
     p = argparse.ArgumentParser(prog="nir tune", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", help="MODULE:FUNCTION, or a `nir bench` workload name")
+    p.add_argument("what", help="MODULE:FUNCTION (with --input), MODULE:NAME of a traced program (e.g. "
+                                "nir.from_torch's result), or a `nir bench` workload name")
     p.add_argument("--input", action="append", default=[], metavar="NAME=N:32,C:3",
                    help="an input's named shape (one per function parameter)")
     p.add_argument("--dtype", default="float32")

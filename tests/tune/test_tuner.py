@@ -210,3 +210,11 @@ def test_cli_help_shows_the_size_default(capsys) -> None:
     with pytest.raises(SystemExit):
         tune_main(["--help"])
     assert "default: full" in capsys.readouterr().out
+
+
+def test_cli_tunes_a_traced_program_by_name(tmp_path, capsys, monkeypatch) -> None:
+    (tmp_path / "m4.py").write_text("import nir\ntraced = nir.trace(lambda x: x.softmax('C'), nir.spec(N=4, C=8))\n")
+    monkeypatch.chdir(tmp_path)
+    assert tune_main(["m4:traced", "--db", str(tmp_path / "db"), "--backends", "reference", "--trials", "0",
+                      "--json", "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out)["winner"] == "reference"
