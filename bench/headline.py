@@ -87,6 +87,8 @@ def _worker(args: argparse.Namespace) -> int:
             "--markdown", str(out / f"bench-{n}.md"), "--seed", str(args.seed)]
     if args.backends:
         argv += ["--backends", args.backends]
+    if args.peers:
+        argv += ["--peers", args.peers]
     if args.rounds:
         argv += ["--rounds", str(args.rounds)]
     if args.memory:
@@ -110,6 +112,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--workloads", default=None, help="comma-separated workloads or families (default: all)")
     p.add_argument("--size", choices=("small", "full"), default="full", help="input size (default: full)")
     p.add_argument("--backends", default=None, help="nir backends to tune and bench (default: every installed one)")
+    p.add_argument("--peers", default=None, help="comma-separated peers (default: nir bench's, all of them)")
     p.add_argument("--rounds", type=int, default=None, help="bench timing rounds (default: nir bench's)")
     p.add_argument("--memory", choices=("process", "cheap"), default=None, help="bench memory mode")
     p.add_argument("--seed", type=int, default=0)

@@ -41,6 +41,7 @@ from .space import apply_layouts, layout_candidates
 __all__ = ["tune_program", "TuneReport", "BackendResult", "TuningError", "backend_version", "config_for"]
 
 SETUP_SHARE = 0.25  # of a searching backend's time, at most this much goes to layouts and options
+ROUNDS = 7          # samples per candidate when timing side by side
 
 
 class TuningError(RuntimeError):
@@ -128,6 +129,7 @@ class _Bench:
         self.mod, self.backend, self.target, self.inputs = mod, backend, target, inputs
         self.rpc, self.min_time_s = rpc, min_time_s
         self.build_s = 0.0  # the longest build so far
+        self.call_s = 0.0   # the slowest median call so far
 
     def build(self, program: Program, options: dict[str, Any]) -> Any:
         t0 = time.perf_counter()
@@ -140,8 +142,16 @@ class _Bench:
 
     def time(self, built: dict[str, Any]) -> dict[str, Timing]:
         if self.rpc is not None and hasattr(self.mod, "measure_remote"):
-            return {k: self.mod.measure_remote(exe, self.inputs, self.rpc) for k, exe in built.items()}
-        return measure_interleaved(built, min_time_s=self.min_time_s)
+            times = {k: self.mod.measure_remote(exe, self.inputs, self.rpc) for k, exe in built.items()}
+        else:
+            times = measure_interleaved(built, min_time_s=self.min_time_s, rounds=ROUNDS)
+        self.call_s = max([self.call_s, *(t.median_ms / 1e3 for t in times.values())])
+        return times
+
+    def reserve_s(self, candidates: int) -> float:
+        """Seconds to keep for one more build and timing ``candidates`` side by side (twice over: the
+        backend's final comparison and the one across backends)."""
+        return self.build_s + 2 * candidates * (ROUNDS + 1) * max(self.call_s, self.min_time_s / ROUNDS) + 5.0
 
 
 def tune_program(program: Program, target: str | Target, db: TuningDatabase | str | os.PathLike, *,
@@ -271,9 +281,9 @@ def _tune_backend(mod: Any, b: str, program: Program, target: Target, db: Tuning
     if best["built"] is not untuned:
         final["best"] = best["built"]
     left, state, search_entry = clock.left(), None, {}
-    if hasattr(mod, "tune") and (trials > 0 if left is None else left > 2 * bench.build_s + 10):
+    if hasattr(mod, "tune") and (trials > 0 if left is None else left > bench.reserve_s(3) + 10):
         work_dir = db.backend_dir(b, str(target))
-        search_s = None if left is None else left - bench.build_s - 5.0
+        search_s = None if left is None else left - bench.reserve_s(3)
         log(f"[{b}] schedule search in {work_dir}: "
             + (f"{trials} trials" if search_s is None else f"{search_s:.0f} s"))
         t0 = time.perf_counter()
