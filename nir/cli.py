@@ -1,12 +1,15 @@
 """The `nir` command: `nir demo`, `nir show`, `nir backends`, and the subcommands other modules add
-(`nir bench`, `nir tune`, `nir fuzz`), each registered in SUBCOMMANDS as "module:function"."""
+(`nir bench`, `nir tune`, `nir fuzz`, `nir soak`), each registered in SUBCOMMANDS as "module:function"."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import Callable, Sequence
+
+from nir.extras import MissingDependencyError
 
 # name -> (help, "module:main") ; main(argv: list[str]) -> int
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -16,6 +19,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "tune": ("tune a program per target: layouts, options, schedules, backend; writes a tuning database",
              "nir.tune.cli:main"),
     "fuzz": ("differential fuzzing of every installed backend against the reference", "nir.fuzz:main"),
+    "soak": ("serve a compiled model from N threads for M minutes: calls/s, latency, errors, memory",
+             "nir.soak:main"),
 }
 
 
@@ -48,7 +53,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if argv else 2
     if argv[0] not in SUBCOMMANDS:
         parser.error(f"unknown command {argv[0]!r}; choose from {', '.join(SUBCOMMANDS)}")
-    return int(_load(SUBCOMMANDS[argv[0]][1])(argv[1:]) or 0)
+    try:
+        return int(_load(SUBCOMMANDS[argv[0]][1])(argv[1:]) or 0)
+    except MissingDependencyError as e:  # an optional package a command needs: one line, not a traceback
+        print(f"nir {argv[0]}: {e}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `nir demo | head`: the reader left; Python's own recipe for a quiet exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover
