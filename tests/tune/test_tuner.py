@@ -142,10 +142,15 @@ def test_the_tuners_figure_is_the_time_of_the_compiled_call(tmp_path, backend) -
     a, b = (nir.tensor(rng.standard_normal(s.shape).astype(np.float32), names=s.names) for s in MM_SPECS)
     f(a, b)
     assert f.tuned
-    now = measure(f, [a, b], min_time_s=0.3)
-    # minimums: a shared machine's load shifts medians more than minimums; a consistency check, not a
-    # speed assertion (XLA's figure used to be its asynchronous dispatch, 100x too small)
-    assert 0.5 < res.tuned_min_ms / now.min_ms < 2.0, (res.tuned_min_ms, now)
+    # minimums, and up to three tries: a loaded shared machine moves single figures by more than 2x; this
+    # is a consistency check, not a speed assertion (XLA's figure used to be its asynchronous dispatch, 100x
+    # too small, which no retry hides)
+    ratios = []
+    for _ in range(3):
+        ratios.append(res.tuned_min_ms / measure(f, [a, b], min_time_s=0.5).min_ms)
+        if 0.5 < ratios[-1] < 2.0:
+            break
+    assert 0.5 < ratios[-1] < 2.0, ratios
 
 
 def chain(x):
