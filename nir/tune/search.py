@@ -8,8 +8,9 @@ winners of all backends measured round-robin once more at the end so that `backe
 figures taken side by side. Decisions use the median (`measure.STATISTIC`); the minimum is kept too.
 
 Budget: ``trials`` (schedule-search trials per backend) or ``minutes`` (wall-clock for the whole program:
-backends without a schedule search go first and take what their candidates need; a backend with one
-spends at most a quarter of its time on layouts and options and the rest on the search).
+backends without a schedule search go first, with at most `OTHERS_SHARE` of it; a backend with one
+spends at most `SETUP_SHARE` of its time on the untuned build, layouts and options, keeps what the
+final build and timings need, and searches for the rest).
 
 A backend module may provide (all optional):
     tuning_options(target) -> list[dict]            # compile-option candidates (XLA)
@@ -40,8 +41,9 @@ from .space import apply_layouts, layout_candidates
 
 __all__ = ["tune_program", "TuneReport", "BackendResult", "TuningError", "backend_version", "config_for"]
 
-SETUP_SHARE = 0.25  # of a searching backend's time, at most this much goes to layouts and options
-ROUNDS = 7          # samples per candidate when timing side by side
+SETUP_SHARE = 0.2   # of a searching backend's time, at most this much goes to layouts and options
+OTHERS_SHARE = 0.3  # of the budget, at most this much goes to backends without a schedule search
+ROUNDS = 7          # samples per candidate when timing side by side (5 for calls slower than 0.2 s)
 
 
 class TuningError(RuntimeError):
@@ -144,14 +146,19 @@ class _Bench:
         if self.rpc is not None and hasattr(self.mod, "measure_remote"):
             times = {k: self.mod.measure_remote(exe, self.inputs, self.rpc) for k, exe in built.items()}
         else:
-            times = measure_interleaved(built, min_time_s=self.min_time_s, rounds=ROUNDS)
+            times = measure_interleaved(built, min_time_s=self.min_time_s, rounds=self.rounds)
         self.call_s = max([self.call_s, *(t.median_ms / 1e3 for t in times.values())])
         return times
 
     def reserve_s(self, candidates: int) -> float:
-        """Seconds to keep for one more build and timing ``candidates`` side by side (twice over: the
-        backend's final comparison and the one across backends)."""
-        return self.build_s + 2 * candidates * (ROUNDS + 1) * max(self.call_s, self.min_time_s / ROUNDS) + 5.0
+        """Seconds to keep for one more build, timing ``candidates`` side by side, and the comparison
+        across backends (two more)."""
+        per_sample = max(self.call_s, self.min_time_s / self.rounds)
+        return self.build_s + (candidates + 2) * (self.rounds + 1) * per_sample + 5.0
+
+    @property
+    def rounds(self) -> int:
+        return ROUNDS if self.call_s < 0.2 else 5
 
 
 def tune_program(program: Program, target: str | Target, db: TuningDatabase | str | os.PathLike, *,
@@ -188,9 +195,7 @@ def tune_program(program: Program, target: str | Target, db: TuningDatabase | st
             mod = _backends.get(b)
             if not mod.serves(target):
                 raise TuningError(f"backend {b!r} cannot serve target {str(target)!r}")
-            left = clock.left()
-            searchers = sum(_searches(n) for n in names[k:])
-            own = None if left is None else (left / len(names[k:]) if not _searches(b) else left / max(searchers, 1))
+            own = _share(clock.left(), names[k:])
             bench = _Bench(mod, b, target, inputs, rpc, min_time_s)
             winners[b] = _tune_backend(mod, b, program, target, db, res, bench, trials, own, seed, log)
             records[b] = _record(program, target, b, res)
@@ -202,14 +207,27 @@ def tune_program(program: Program, target: str | Target, db: TuningDatabase | st
             if os.environ.get("NIR_DEBUG"):
                 traceback.print_exc()
         res.seconds = round(time.monotonic() - t0, 1)
-    if len(winners) > 1:  # the backends' winners side by side: what backend="auto" decides by
+    if len(winners) > 1 and rpc is None:  # the backends' winners side by side: what backend="auto" decides by
         log(f"measuring the winners of {', '.join(winners)} side by side")
-        for b, t in _Bench(None, "", target, inputs, rpc, min_time_s).time(winners).items():
+        for b, t in _Bench(None, "", target, inputs, None, min_time_s).time(winners).items():
             res = next(r for r in results if r.backend == b)
             res.tuned_ms, res.tuned_min_ms = t.median_ms, t.min_ms
             records[b].times_ms.update(tuned=t.median_ms, tuned_min=t.min_ms)
             res.record_path = str(db.put(records[b], replace=True))
     return TuneReport(name, program.fingerprint(), str(target), results, round(time.monotonic() - started, 1))
+
+
+def _share(left: float | None, names: Sequence[str]) -> float | None:
+    """The seconds ``names[0]`` may use of ``left``: backends without a schedule search share
+    `OTHERS_SHARE` of it while a searching one follows (their candidates only need compiling and
+    timing), the searching ones split the rest."""
+    if left is None:
+        return None
+    searchers = [n for n in names if _searches(n)]
+    if not _searches(names[0]):
+        others = len(names) - len(searchers)
+        return left * (OTHERS_SHARE if searchers else 1.0) / others
+    return left / len(searchers)
 
 
 def _searches(backend: str) -> bool:
