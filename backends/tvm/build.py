@@ -31,6 +31,7 @@ import tvm
 from tvm import relax
 
 from nir.backends import BackendChoiceError, BackendError
+from nir.fold import fold_constants
 from nir.ir import Program, verify
 from nir.target import Target, parse_target
 from nir.types import TensorType, canonical_dtype, numpy_dtype
@@ -452,7 +453,7 @@ def build(program: Program, target: Target | str, *, tuning_db: Any = None, sche
     check_depth(program)
     with _BUILD_LOCK:  # TVM's BlockBuilder keeps a process-global stack: one build at a time
         ttarget = tvm_target(target)
-        mod = lower_program(program)
+        mod = lower_program(fold_constants(program))  # numpy folds in ms what TVM's FoldConstant compiles
         if fast_math:
             mod = relax.transform.FastMathTransform()(mod)
         lib, tir_text, report = _compile(mod, target, ttarget, tuning_db, schedule)

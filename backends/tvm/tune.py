@@ -52,6 +52,7 @@ from tvm.s_tir import meta_schedule as ms
 from tvm_ffi.structural import structural_hash
 
 from nir.backends import BackendError
+from nir.fold import fold_constants
 from nir.ir import Program
 from nir.target import Target, parse_target
 
@@ -366,7 +367,7 @@ def tune(program: Program, target: Target | str, *, work_dir: str | os.PathLike,
     ttarget = tvm_target(target)
     register_tensor_intrinsics(target)
     with ttarget:
-        legal = relax.get_pipeline("zero")(lower_program(program))
+        legal = relax.get_pipeline("zero")(lower_program(fold_constants(program)))  # as build() lowers it
     tasks = [t for t in ms.relax_integration.extract_tasks(legal, ttarget)
              if not t.mod.attrs.get("tirx.is_scheduled", False)]
     summary: dict[str, Any] = {"tasks": len(tasks), "tuned": 0, "skipped": 0, "trials": 0, "estimate": None}
