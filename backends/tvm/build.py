@@ -32,6 +32,7 @@ import tvm
 from tvm import relax
 
 from nir.backends import BackendChoiceError, BackendError, FallbackWarning
+from nir.fold import fold_constants
 from nir.ir import Program, verify
 from nir.target import Target, parse_target
 from nir.types import TensorType, canonical_dtype, numpy_dtype
@@ -42,7 +43,8 @@ from .conv_width import PadConvWidth
 from .schedule import lanes, schedule_module
 from .vmath import VectorMath
 
-__all__ = ["TVMExecutable", "build", "relax_module", "load", "tvm_target", "unsupported", "cuda_device", "Signature",
+__all__ = ["TVMExecutable", "build", "relax_module", "load", "tvm_target", "to_tvm", "unsupported", "cuda_device",
+           "Signature",
            "DEFAULT_CUDA_ARCH", "ptx"]
 
 NAME = "tvm"
@@ -168,7 +170,7 @@ def _c_order(a: np.ndarray) -> np.ndarray:
     return a if a.flags.c_contiguous else a.copy(order="C")
 
 
-def _to_tvm(x: Any, sig: Signature, index: int, device: tvm.runtime.Device) -> tvm.runtime.Tensor:
+def to_tvm(x: Any, sig: Signature, index: int, device: tvm.runtime.Device) -> tvm.runtime.Tensor:
     """One input as a TVM tensor on ``device``: zero-copy through DLPack where the data is C-contiguous
     and 64-byte aligned, otherwise an aligned contiguous copy. Shapes and dtypes must match exactly."""
     if not hasattr(x, "shape") or not hasattr(x, "dtype"):
@@ -288,7 +290,7 @@ class TVMExecutable:
         per measurement, ``repeat`` measurements, the device synchronized): inputs are converted and
         moved to the device once, outputs stay there."""
         fn = self.vm_function()
-        args = [_to_tvm(a, s, i, self.device) for i, (a, s) in enumerate(zip(arrays, self.inputs))]
+        args = [to_tvm(a, s, i, self.device) for i, (a, s) in enumerate(zip(arrays, self.inputs))]
         fn(*args)  # warm-up
         timer = self._vm.time_evaluator("main", self.device, number=number, repeat=repeat)
         return float(timer(*args).median) * 1e3
@@ -320,7 +322,7 @@ class TVMExecutable:
             if not (x.flags.c_contiguous and x.flags.writeable and x.ctypes.data % ALIGNMENT == 0):
                 x = _aligned_copy(x)
             return _from_dlpack(x)
-        return _to_tvm(x, self.inputs[i], i, self.device)
+        return to_tvm(x, self.inputs[i], i, self.device)
 
     def backend_ir(self, kind: str | None = None) -> str:
         """The Relax module (``kind="relax"``, the default) or the scheduled TIR module (``"tir"``)."""
@@ -439,7 +441,7 @@ def relax_module(program: Program, target: Target, fast_math: bool = False) -> t
     TVM's approximations (``fast_math``) or, on CPUs, nir's vectorizable float32 exp, tanh, sigmoid,
     erf and softmax (`vmath`; as accurate as libm, which LLVM cannot vectorize), and NCHW convolutions
     widened to whole vectors (`conv_width`)."""
-    mod = lower_program(program)
+    mod = lower_program(fold_constants(program))  # numpy folds in ms what TVM's FoldConstant compiles
     if fast_math:
         mod = relax.transform.FastMathTransform()(mod)
     if target.kind == "llvm":

@@ -107,3 +107,22 @@ def test_bad_rpc_address() -> None:
     from nir.backends import BackendError
     with pytest.raises(BackendError, match="HOST:PORT:KEY"):
         parse_rpc("localhost:nine")
+
+
+def test_tuning_twice_in_one_process_with_an_unnamed_handler_on_metaschedules_logger(tmp_path) -> None:
+    # pytest 9 attaches its (unnamed) capture handlers to every non-propagating logger, and MetaSchedule
+    # sets its own logger not to propagate; its logging set-up, run again by a second tuning, listed the
+    # handlers by name and crashed on None. nir gives tuning contexts loggers of its own instead.
+    import logging
+
+    from nir.backends.tvm.tune import tune
+    logger = logging.getLogger("tvm.s_tir.meta_schedule")
+    handler, propagate = logging.StreamHandler(), logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        for d in ("first", "second"):
+            assert tune(program(), "llvm", work_dir=tmp_path / d, trials=2)["tuned"] == 1
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate

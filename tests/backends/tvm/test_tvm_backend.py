@@ -385,10 +385,10 @@ def test_read_only_numpy_inputs(matmul_exe):
 
 def test_aligned_contiguous_numpy_inputs_are_not_copied():
     a = _aligned(np.arange(64 * 48, dtype=np.float32).reshape(64, 48))
-    t = build_module._to_tvm(a, build_module.Signature(("A", "B"), (64, 48), "float32"), 0, tvm.cpu())
+    t = build_module.to_tvm(a, build_module.Signature(("A", "B"), (64, 48), "float32"), 0, tvm.cpu())
     assert np.from_dlpack(t).ctypes.data == a.ctypes.data
     m = _misaligned(a)
-    t = build_module._to_tvm(m, build_module.Signature(("A", "B"), (64, 48), "float32"), 0, tvm.cpu())
+    t = build_module.to_tvm(m, build_module.Signature(("A", "B"), (64, 48), "float32"), 0, tvm.cpu())
     assert np.from_dlpack(t).ctypes.data % 64 == 0
 
 
