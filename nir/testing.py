@@ -15,7 +15,7 @@ import numpy as np
 
 from .interpret import interpret
 from .ir import Builder, Program
-from .types import TensorType, is_float, numpy_dtype
+from .types import TensorType, canonical_dtype, is_float, numpy_dtype
 
 __all__ = ["OpSample", "op_samples", "random_array", "random_inputs", "tolerance", "assert_close"]
 
@@ -165,14 +165,23 @@ def op_samples(dtype: str = "float32", seed: int = 0) -> list[OpSample]:
 
 
 def assert_close(got: Sequence[Any], want: Sequence[np.ndarray], dtype: str, scale: float = 1.0) -> None:
-    """Assert backend outputs equal reference outputs at ``dtype``'s tolerance (times ``scale``)."""
+    """Assert backend outputs equal reference outputs: the same dtype and shape, integer and bool values
+    exactly (int64 is never compared through floats), floating-point values at ``dtype``'s tolerance
+    (times ``scale``; NaN matches NaN)."""
     rtol, atol = tolerance(dtype)
     assert len(got) == len(want), f"{len(got)} outputs, expected {len(want)}"
     for i, (g, w) in enumerate(zip(got, want)):
-        g = np.asarray(g)
+        g, w = np.asarray(g), np.asarray(w)
+        assert g.dtype == w.dtype, f"output {i}: dtype {g.dtype}, expected {w.dtype}"
         assert g.shape == w.shape, f"output {i}: shape {g.shape}, expected {w.shape}"
-        g64, w64 = g.astype(np.float64), w.astype(np.float64)
-        np.testing.assert_allclose(g64, w64, rtol=rtol * scale, atol=atol * scale, equal_nan=True,
+        if not is_float(canonical_dtype(w.dtype)):
+            bad = np.argwhere(g != w)
+            assert not bad.size, (f"output {i} ({w.dtype}) differs from the reference at {len(bad)} of {w.size} "
+                                  f"positions, first at {tuple(bad[0])}: got {g[tuple(bad[0])]!r}, "
+                                  f"expected {w[tuple(bad[0])]!r}")
+            continue
+        np.testing.assert_allclose(g.astype(np.float64), w.astype(np.float64), rtol=rtol * scale,
+                                   atol=atol * scale, equal_nan=True,
                                    err_msg=f"output {i} differs from the reference ({dtype})")
 
 
