@@ -16,9 +16,10 @@ import importlib
 import importlib.util
 from types import ModuleType
 
+from nir.extras import install_hint
 from nir.target import KINDS, Target
 
-__all__ = ["available", "get", "installed", "BackendError", "REGISTRY", "INSTALL_HINT"]
+__all__ = ["available", "get", "installed", "BackendError", "BackendChoiceError", "REGISTRY", "INSTALL_HINT"]
 
 # backend name -> (module, the top-level packages it needs)
 REGISTRY: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -26,11 +27,18 @@ REGISTRY: dict[str, tuple[str, tuple[str, ...]]] = {
     "tvm": ("nir.backends.tvm", ("tvm", "tvm_ffi")),
     "xla": ("nir.backends.xla", ("jax", "jaxlib")),
 }
-INSTALL_HINT = {"tvm": 'pip install "named-ir[tvm]"', "xla": 'pip install "named-ir[xla]"'}
+INSTALL_HINT = {name: install_hint(packages[0]) for name, (_, packages) in REGISTRY.items() if packages}
 
 
 class BackendError(RuntimeError):
-    """A backend is unknown, not installed, or cannot serve the target or the program."""
+    """A backend cannot build, run or export a program (a primitive it lists as unsupported, a device that
+    is not here), or it is not installed."""
+
+
+class BackendChoiceError(BackendError, ValueError):
+    """A bad argument, so a `ValueError` as Python's conventions ask (and still a `BackendError`): the
+    ``backend=`` names no backend, or one that cannot serve the target, or the target string has an
+    option the backend does not know."""
 
 
 def installed(name: str) -> bool:
@@ -48,7 +56,7 @@ def available() -> list[str]:
 def get(name: str) -> ModuleType:
     """Import and return backend ``name``; a clear error if it is unknown or not installed."""
     if name not in REGISTRY:
-        raise BackendError(f"unknown backend {name!r}; known backends: {', '.join(REGISTRY)}")
+        raise BackendChoiceError(f"unknown backend {name!r}; known backends: {', '.join(REGISTRY)}")
     if not installed(name):
         raise BackendError(f"backend {name!r} is not installed; install it with {INSTALL_HINT[name]} "
                            f"(installed: {', '.join(available())})")

@@ -13,16 +13,19 @@ See bench/measure.py for the method, bench/variants.py for thread control.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
+
+from nir.extras import install_hint, installed
 
 from .machine import library_versions, machine_info
 from .measure import calibrate, first_call, measure_memory, round_robin, stats
 from .report import (BenchResult, VariantResult, WorkloadResult, markdown_table, ratio_fields, summary, table,
-                     write_json, write_plot)
+                     text_table, write_json, write_plot)
 from .variants import (PEERS, TuningUnsupported, Variant, build, default_threads, nir_variants, peer_variants,
                        set_threads, to_numpy)
 from .workloads import FAMILIES, WORKLOADS, Workload, select
@@ -192,29 +195,37 @@ def measure_memories(result: BenchResult, plan: Plan, progress: "Progress") -> N
 
 
 class Progress:
-    """A rich progress bar over build steps, timing rounds and memory runs."""
+    """A rich progress bar over build steps, timing rounds and memory runs; where rich is not installed
+    or stderr is not a terminal, one plain line on stderr per new step instead."""
 
-    def __init__(self, total: int, console: Any) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
-        from rich.progress import Progress as RichProgress
-        self._bar = RichProgress(TextColumn("{task.description:<42}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), console=console)
-        self._task = self._bar.add_task("starting", total=total)
-        self._plain = None if console.is_terminal else console  # no live bar: print each new step instead
+    def __init__(self, total: int) -> None:
+        self._bar: Any = None
+        if installed("rich"):
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import Progress as RichProgress
+            console = Console(stderr=True)
+            if console.is_terminal:
+                self._bar = RichProgress(TextColumn("{task.description:<42}"), BarColumn(), MofNCompleteColumn(),
+                                         TimeElapsedColumn(), console=console)
+                self._task = self._bar.add_task("starting", total=total)
         self._last = ""
 
     def __enter__(self) -> "Progress":
-        self._bar.__enter__()
+        if self._bar is not None:
+            self._bar.__enter__()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self._bar.__exit__(*exc)
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
 
     def step(self, description: str, advance: int = 1) -> None:
         """Show ``description`` and count ``advance`` steps done."""
-        self._bar.update(self._task, description=description, advance=advance)
-        if self._plain is not None and description != self._last:
-            self._plain.print(description, highlight=False)
+        if self._bar is not None:
+            self._bar.update(self._task, description=description, advance=advance)
+        elif description != self._last:
+            print(description, file=sys.stderr, flush=True)
         self._last = description
 
 
@@ -229,8 +240,6 @@ def plan_of(args: argparse.Namespace) -> Plan:
 
 def run(args: argparse.Namespace) -> BenchResult:
     """Run the benchmark the parsed ``args`` describe."""
-    from rich.console import Console
-
     import nir
     plan = plan_of(args)
     notes = set_threads(plan.threads)  # before any framework starts its thread pool
@@ -250,7 +259,9 @@ def run(args: argparse.Namespace) -> BenchResult:
                          notes)
     total = len(variants) + len(workloads) * (len(variants) + plan.rounds)
     total += len(workloads) * len(variants) if plan.memory == "process" else 0
-    with Progress(total, Console(stderr=True)) as progress:
+    if args.plot and not installed("matplotlib"):
+        notes.append(f"--plot skipped: it needs matplotlib ({install_hint('matplotlib')})")
+    with Progress(total) as progress:
         warm_start(variants, plan, progress)
         for workload in workloads:
             result.workloads.append(run_workload(workload, variants, plan, notes, progress))
@@ -258,6 +269,21 @@ def run(args: argparse.Namespace) -> BenchResult:
             measure_memories(result, plan, progress)
     result.machine["load_average_end"] = machine_info()["load_average"]
     return result
+
+
+def _output() -> tuple[Callable[[Any], None], Callable[[BenchResult], Any]]:
+    """How the report is printed: rich's console and table where rich is installed, else plain print
+    (rich's colour tags removed) and a fixed-width text table."""
+    if not installed("rich"):
+        return (lambda x: print(_MARKUP.sub("", x))), text_table
+    from rich.console import Console
+    console = Console()
+    if not console.is_terminal:  # a pipe or a file: do not squeeze the table into 80 columns
+        console = Console(width=170)
+    return console.print, table
+
+
+_MARKUP = re.compile(r"\[/?(yellow|red|bold|dim)\]")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -270,27 +296,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as e:  # unknown workload, peer or backend names
         print(f"nir bench: {e}", file=sys.stderr)
         return 2
-    from rich.console import Console
-    console = Console()
-    if not console.is_terminal:  # a pipe or a file: do not squeeze the table into 80 columns
-        console = Console(width=170)
-    console.print(table(result))
-    console.print(summary(result))
+    say, table_ = _output()
+    say(table_(result))
+    say(summary(result))
     for note in result.notes:
-        console.print(f"[yellow]note:[/yellow] {note}")
+        say(f"[yellow]note:[/yellow] {note}")
     for w in result.workloads:
         for v in w.variants:
             if v.ok and v.note:
-                console.print(f"[yellow]note:[/yellow] {w.name}/{v.name}: {v.note}")
+                say(f"[yellow]note:[/yellow] {w.name}/{v.name}: {v.note}")
     if args.json:
-        console.print(f"wrote {write_json(result, args.json)}")
-    if args.plot:
-        console.print(f"wrote {write_plot(result, args.plot)}")
+        say(f"wrote {write_json(result, args.json)}")
+    if args.plot and installed("matplotlib"):
+        say(f"wrote {write_plot(result, args.plot)}")
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write(markdown_table(result) + "\n")
-        console.print(f"wrote {args.markdown}")
+        say(f"wrote {args.markdown}")
     bad = [f"{w.name}/{v.name}" for w in result.workloads for v in w.variants if v.agrees is False]
     if bad:
-        console.print(f"[red]outputs differ from each workload's oracle (nir-reference, else numpy):[/red] {', '.join(bad)}")
+        say(f"[red]outputs differ from each workload's oracle (nir-reference, else numpy):[/red] {', '.join(bad)}")
     return 1 if bad else 0

@@ -1,4 +1,5 @@
-"""Results of a benchmark run and their three forms: a rich table, a JSON file and a PNG plot."""
+"""Results of a benchmark run and their forms: a rich table (plain text without rich), markdown, a JSON file
+and a PNG plot (which needs matplotlib)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import pathlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["VariantResult", "WorkloadResult", "BenchResult", "table", "markdown_table", "summary", "write_json",
-           "write_plot", "SCHEMA"]
+from nir.extras import require
+
+__all__ = ["VariantResult", "WorkloadResult", "BenchResult", "table", "markdown_table", "text_table", "summary",
+           "write_json", "write_plot", "SCHEMA"]
 
 SCHEMA = "nir-bench/1"
 
@@ -149,23 +152,43 @@ def table(result: BenchResult) -> Any:
     return t
 
 
-def markdown_table(result: BenchResult) -> str:
-    """The table as GitHub markdown (for docs/bench_results.md)."""
+def _plain_rows(result: BenchResult) -> tuple[list[str], list[list[str]]]:
+    """The table's header and rows as plain strings (no markup); a variant that did not run has three
+    cells: workload, variant, and what happened."""
     head = ["workload", "variant", "compile+1st", "median", "p25-p75", "x best peer", "peak RSS MiB", "run +MiB",
             "out", "interm.", "check"]
-    rows = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    rows = []
     for w in result.workloads:
         for v in w.variants:
             if not v.ok:
-                rows.append(f"| {w.name} | {v.name} | {v.status}: {v.note[:80]} |" + " |" * (len(head) - 3))
+                rows.append([w.name, v.name, f"{v.status}: {v.note[:80]}"])
                 continue
             run = None if v.peak_rss is None or v.baseline_rss is None else v.peak_rss - v.baseline_rss
             ratio = "-" if v.ratio is None else f"{v.ratio:.2f}"
             check = "-" if v.agrees is None else ("ok" if v.agrees else "DIFFERS")
-            rows.append("| " + " | ".join([w.name, v.name, _time(v.compile_s), _time(v.median_s),
-                                           f"{_time(v.p25_s)}-{_time(v.p75_s)}", ratio, _mib(v.peak_rss), _mib(run),
-                                           _bytes(v.output_bytes), _bytes(v.intermediate_bytes), check]) + " |")
-    return "\n".join(rows)
+            rows.append([w.name, v.name, _time(v.compile_s), _time(v.median_s), f"{_time(v.p25_s)}-{_time(v.p75_s)}",
+                         ratio, _mib(v.peak_rss), _mib(run), _bytes(v.output_bytes), _bytes(v.intermediate_bytes),
+                         check])
+    return head, rows
+
+
+def markdown_table(result: BenchResult) -> str:
+    """The table as GitHub markdown (for docs/bench_results.md)."""
+    head, rows = _plain_rows(result)
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    lines += ["| " + " | ".join(r) + " |" + " |" * (len(head) - len(r)) for r in rows]
+    return "\n".join(lines)
+
+
+def text_table(result: BenchResult) -> str:
+    """The table as plain fixed-width text: what `nir bench` prints where rich is not installed."""
+    head, rows = _plain_rows(result)
+    width = [max([len(head[i])] + [len(r[i]) for r in rows if len(r) == len(head)]) for i in range(len(head))]
+    title = f"nir bench ({result.settings['size']} size, {threads_label(result)}, {result.settings['rounds']} rounds)"
+    header = "  ".join(h.ljust(n) for h, n in zip(head, width))
+    lines = [title, header, "-" * len(header)]
+    lines += ["  ".join(c.ljust(n) for c, n in zip(r, width)).rstrip() for r in rows]  # short rows run on
+    return "\n".join(lines)
 
 
 def write_json(result: BenchResult, path: str | pathlib.Path) -> pathlib.Path:
@@ -179,7 +202,7 @@ def write_json(result: BenchResult, path: str | pathlib.Path) -> pathlib.Path:
 def write_plot(result: BenchResult, path: str | pathlib.Path) -> pathlib.Path:
     """A PNG: per workload, each variant's median time relative to the best peer (log scale), with
     the p25-p75 range as error bars."""
-    import matplotlib
+    matplotlib = require("matplotlib", "nir bench --plot")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

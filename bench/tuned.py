@@ -22,6 +22,7 @@ import numpy as np
 
 import nir
 from nir.bench.workloads import WORKLOADS
+from nir.extras import exit_unless_installed
 from nir.tune.search import tune_program
 
 
@@ -96,6 +97,7 @@ def run(names: Sequence[str], trials: int, db: str, backends: Sequence[str]) -> 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: ``python -m nir.bench.tuned``."""
+    exit_unless_installed("python -m nir.bench.tuned", "torch")
     p = argparse.ArgumentParser(prog="python -m nir.bench.tuned", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workloads", default="matmul,conv3x3,mlp,attention")

@@ -208,6 +208,8 @@ def table(rows: Sequence[dict[str, Any]], threads: int, stat: str = "median") ->
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Parse arguments, pin thread counts, run, print the table."""
+    from nir.extras import exit_unless_installed
+    exit_unless_installed("python -m nir.bench.tvm_untuned", "tvm", "torch")
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--threads", type=int, default=_cores(), help="threads for every engine (default: all cores)")
     ap.add_argument("--rounds", type=int, default=10, help="round-robin rounds over the engines")

@@ -21,15 +21,20 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-from jax import lax
+from nir.extras import exit_unless_installed
 
-import nir.backends.xla as xla
-from nir.ir import Builder, Program
-from nir.testing import random_inputs
-from nir.types import TensorType
+if __name__ == "__main__":  # before the jax import below, for a one-line hint instead of a traceback
+    exit_unless_installed("python -m nir.bench.xla_vs_jax", "jax")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from jax import lax  # noqa: E402
+
+import nir.backends.xla as xla  # noqa: E402
+from nir.ir import Builder, Program  # noqa: E402
+from nir.testing import random_inputs  # noqa: E402
+from nir.types import TensorType  # noqa: E402
 
 
 @dataclass

@@ -7,7 +7,7 @@
     f(x); print(f.ir)
 """
 
-from . import backends, ops
+from . import backends, extras, ops
 from .compile import Compiled, Loaded, SignatureError, compile, load
 from .frontends.python import Spec, Traced, spec, trace
 from .functions import (abs, add, addmm, align_as, align_to, amax, amin, arange, argmax, argmin, avg_pool2d, bmm,
@@ -30,6 +30,9 @@ __version__ = "0.1.0"
 
 def from_torch(module_or_fn, example_inputs, names=None, **kwargs):  # type: ignore[no-untyped-def]
     """Convert a torch module or function into a named nir program (see `nir.frontends.torch.from_torch`).
-    Needs `pip install "named-ir[torch]"`; torch is imported only when this is called."""
+    Needs `pip install "named-ir[torch]"` (`nir.extras.MissingDependencyError` says so otherwise); torch
+    is imported only when this is called."""
+    from .extras import require
+    require("torch", "nir.from_torch")
     from .frontends.torch import from_torch as _from_torch
     return _from_torch(module_or_fn, example_inputs, names=names, **kwargs)

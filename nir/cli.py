@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import Callable, Sequence
+
+from nir.extras import MissingDependencyError
 
 # name -> (help, "module:main") ; main(argv: list[str]) -> int
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -48,7 +51,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if argv else 2
     if argv[0] not in SUBCOMMANDS:
         parser.error(f"unknown command {argv[0]!r}; choose from {', '.join(SUBCOMMANDS)}")
-    return int(_load(SUBCOMMANDS[argv[0]][1])(argv[1:]) or 0)
+    try:
+        return int(_load(SUBCOMMANDS[argv[0]][1])(argv[1:]) or 0)
+    except MissingDependencyError as e:  # an optional package a command needs: one line, not a traceback
+        print(f"nir {argv[0]}: {e}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `nir demo | head`: the reader left; Python's own recipe for a quiet exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

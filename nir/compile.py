@@ -44,8 +44,8 @@ def resolve_backend(backend: str, target: Target) -> str:
     mod = _backends.get(backend)
     if not mod.serves(target):
         serving = [n for n in _backends.for_target(target)]
-        raise _backends.BackendError(f"backend {backend!r} cannot serve target {str(target)!r}; backends that can: "
-                                     f"{', '.join(serving) or 'none installed'}")
+        raise _backends.BackendChoiceError(f"backend {backend!r} cannot serve target {str(target)!r}; backends that "
+                                           f"can: {', '.join(serving) or 'none installed'}")
     return backend
 
 
@@ -214,6 +214,11 @@ def compile(fn: Callable[..., Any] | Traced | Program | None = None, *, target: 
             tuning: str | pathlib.Path | None = None, **options: Any) -> Any:
     """Compile ``fn`` (a function over NamedTensors, or a traced Program) for ``target`` with ``backend``
     (``"auto"``: the first installed backend serving the target; ``"reference"``, ``"tvm"``, ``"xla"``).
+    ``target`` is ``"llvm"`` (the CPU; alias ``"cpu"``), ``"cuda"`` (aliases ``"gpu"``, ``"nvidia"``) or
+    ``"tpu"``, with TVM-style options: ``"llvm -mcpu=znver3 -num-cores=4"``, ``"cuda -arch=sm_90"``. An
+    unknown target raises `nir.TargetError` and an unknown backend (or one that cannot serve the target)
+    `nir.backends.BackendChoiceError`, both ValueErrors; failures while building or running raise
+    `nir.backends.BackendError`, a RuntimeError.
     Usable as ``@nir.compile`` or ``@nir.compile(target=...)``. With ``inputs=[nir.spec(...)]`` it compiles
     now and later calls must match that signature. ``tuning=DIR`` applies the best record of a tuning
     database written by `nir tune` (layouts, options, schedules; with ``backend="auto"`` also the

@@ -230,11 +230,24 @@ class NamedTensor:
             if not -max(n, 1) <= dim < max(n, 1):
                 raise IndexError(f"{op}: dim {dim} is out of range for a tensor {self._type.pretty()} with {n} dims")
             return int(dim) % max(n, 1)
+        if dim is None:
+            raise implicit_dim(op, self)
         raise TypeError(f"{op}: a dim is a name or an int, got {dim!r}")
 
     def _ir_name(self, dim: int | str, op: str) -> str:
         """The internal name of ``dim`` (a name or an index)."""
         return self._type.names[self._index(dim, op)]
+
+
+def implicit_dim(op: str, t: NamedTensor, every: bool = False) -> NamedShapeError:
+    """The error for ``dim=None`` where a dim must be given: PyTorch refuses implicit dims on named
+    tensors ("look up dimensions by name"); a softmax over a dim picked by default is a classic bug.
+    ``every``: the op reduces every dim when called with no dim argument at all."""
+    example = next((n for n in t.names if n is not None), None)
+    shown = f"dim={example!r}" if example is not None else "dim=-1"
+    return NamedShapeError(
+        f"{op}: dim=None names no dim of {t.type.pretty()}; implicit dims are refused: look up dimensions by "
+        f"name ({shown})" + (f", or call {op}() with no dim argument to reduce every dim" if every else ""))
 
 
 def as_tensor(x: Any, like: NamedTensor | None = None, op: str = "") -> NamedTensor:
@@ -323,8 +336,7 @@ def _to_numpy(data: Any) -> np.ndarray:
         if type(data).__module__.startswith("torch"):
             data = data.detach()
             if str(getattr(data, "dtype", "")) == "torch.bfloat16":  # numpy's DLPack has no bfloat16
-                import ml_dtypes  # shipped with jax; only needed for bfloat16 input
-                return data.view(__import__("torch").int16).cpu().numpy().view(ml_dtypes.bfloat16)
+                return data.view(__import__("torch").int16).cpu().numpy().view(numpy_dtype("bfloat16"))
         try:
             return np.from_dlpack(data)
         except (TypeError, BufferError, RuntimeError):

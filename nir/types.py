@@ -55,13 +55,11 @@ def canonical_dtype(dtype: object) -> str:
 
 
 def numpy_dtype(dtype: str) -> np.dtype:
-    """The numpy dtype for a canonical dtype name (``bfloat16`` needs the ``ml_dtypes`` package)."""
+    """The numpy dtype for a canonical dtype name (``bfloat16`` needs the ``ml_dtypes`` package, which
+    comes with jax; `nir.extras.MissingDependencyError` says so where it is missing)."""
     if dtype == "bfloat16":
-        try:
-            import ml_dtypes
-        except ImportError as e:  # pragma: no cover - ml_dtypes ships with jax
-            raise TypeError("bfloat16 on the reference backend needs `pip install ml_dtypes`") from e
-        return np.dtype(ml_dtypes.bfloat16)
+        from .extras import require
+        return np.dtype(require("ml_dtypes", "the bfloat16 dtype").bfloat16)
     return np.dtype(dtype)
 
 

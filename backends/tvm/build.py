@@ -24,7 +24,7 @@ import tvm
 from tvm import relax
 
 from nir.artifact import write_manifest
-from nir.backends import BackendError
+from nir.backends import BackendChoiceError, BackendError
 from nir.ir import Program, verify
 from nir.target import Target, parse_target
 from nir.types import TensorType, canonical_dtype, numpy_dtype
@@ -111,9 +111,9 @@ def tvm_target(target: Target) -> tvm.target.Target:
             host = {k: v for k, v in _host().items() if k != "mcpu"}
             return tvm.target.Target({"kind": "cuda", "arch": arch, **opts}, host=host)
     except (ValueError, TypeError, RuntimeError) as e:
-        raise BackendError(f"the tvm backend cannot use target {str(target)!r}: {e}. "
+        raise BackendChoiceError(f"the tvm backend cannot use target {str(target)!r}: {e}. "
                            "Known options: llvm -mcpu=<cpu> -num-cores=<n>; cuda -arch=sm_XX") from None
-    raise BackendError(f"the tvm backend serves llvm and cuda targets, not {target.kind!r}")
+    raise BackendChoiceError(f"the tvm backend serves llvm and cuda targets, not {target.kind!r}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -382,7 +382,7 @@ def build(program: Program, target: Target | str, *, tuning_db: Any = None, sche
     """
     target = parse_target(target)
     if target.kind not in ("llvm", "cuda"):
-        raise BackendError(f"the tvm backend serves llvm and cuda targets, not {str(target)!r}")
+        raise BackendChoiceError(f"the tvm backend serves llvm and cuda targets, not {str(target)!r}")
     verify(program)
     missing = sorted(program.prims() - set(LOWERINGS))
     if missing:

@@ -105,6 +105,10 @@ def reshape(x: Named, dims: Sequence[tuple[str, int]]) -> Named:
     names = tuple(n for n, _ in dims)
     if shape == x.shape:
         return Named(x.expr, names)
+    if 0 in shape:  # Relax reads a 0 in a reshape's shape as "copy that input axis": say it with -1 and 1s
+        z = shape.index(0)
+        y = bind(R.reshape(x.expr, [-1 if i == z else s or 1 for i, s in enumerate(shape)]), names)
+        return broadcast(y, dict(dims)) if shape.count(0) > 1 else y
     return bind(R.reshape(x.expr, list(shape)), names)
 
 

@@ -26,7 +26,7 @@ import numpy as np
 from jax import export as jax_export
 
 from nir.artifact import write_manifest
-from nir.backends import BackendError
+from nir.backends import BackendChoiceError, BackendError
 from nir.ir import Program, verify
 from nir.target import Target, parse_target
 from nir.text import parse_program
@@ -238,7 +238,7 @@ def build(program: Program, target: Target | str, *, compiler_options: Mapping[s
     """
     target = parse_target(target)
     if target.kind not in PLATFORMS:
-        raise BackendError(f"the xla backend serves targets {', '.join(PLATFORMS)}, not {target}")
+        raise BackendChoiceError(f"the xla backend serves targets {', '.join(PLATFORMS)}, not {target}")
     if precision not in PRECISIONS:
         raise ValueError(f"precision={precision!r}; choose one of {', '.join(PRECISIONS)}")
     verify(program)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import builtins
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from ..ops.elementwise import NOT_FOR_BOOL
-from ..tensor import NamedTensor, as_tensor, bind
+from ..tensor import NamedTensor, as_tensor, bind, implicit_dim
 from ..types import (NamedShapeError, TensorType, fresh_name,
                     is_float, is_generated, promote_dtypes)
 
@@ -41,6 +41,15 @@ def _cast(t: NamedTensor, dtype: str) -> NamedTensor:
 def _fresh_unnamed(t: NamedTensor) -> NamedTensor:
     """``t`` with every unnamed dim given a new internal name, so it cannot match another tensor's."""
     return _rename_ir(t, {n: fresh_name() for n in t.type.names if is_generated(n)})
+
+
+def _misaligned(op: str, name: str, named: TensorType, unnamed: TensorType) -> NamedShapeError:
+    """PyTorch's "Are your tensors misaligned?": matching ``name`` of ``named`` with an unnamed dim of
+    ``unnamed`` by position would put ``name`` in two places, since ``unnamed`` has it elsewhere."""
+    return NamedShapeError(
+        f"{op}: cannot match dim {name!r} of {named.pretty()} with the unnamed dim at the same position from "
+        f"the right of {unnamed.pretty()}, because the latter already has a dim {name!r} elsewhere. Are your "
+        f"tensors misaligned? Use align_as()/align_to() to line the dims up by name, or rename() one of them")
 
 
 def _unify_types(op: str, types: Sequence[TensorType], shown: Sequence[TensorType] | None = None
@@ -79,6 +88,11 @@ def _unify_types(op: str, types: Sequence[TensorType], shown: Sequence[TensorTyp
                         f"{op}: misaligned dims: dim {name!r} appears in a different position from the right "
                         f"across {shown[i].pretty()} and {shown[j].pretty()}. Use align_as()/align_to() to line "
                         f"the dims up by name")
+    for k, t in enumerate(types):  # a name may not meet an unnamed dim of an operand that has it elsewhere
+        for i, name in enumerate(t.names):
+            u = user[n - t.ndim + i]
+            if is_generated(name) and u is not None and u in shown[k].user_names:
+                raise _misaligned(op, u, shown[owner[n - t.ndim + i]], shown[k])
     for k, t in enumerate(types):
         for i, s in enumerate(t.shape):
             p = n - t.ndim + i
@@ -113,10 +127,27 @@ def _elementwise(prim: str, *xs: TensorLike, float_only: bool = False) -> NamedT
     return bind(prim, _unify(prim, *ts) if len(ts) > 1 else ts)
 
 
-def _dims(t: NamedTensor, dim: Dim | Sequence[Dim] | None, op: str) -> tuple[str, ...]:
-    """Internal names of ``dim`` (a name, an index, a sequence of them, or None for every dim)."""
-    if dim is None:
+class _AllDims:
+    """The default ``dim`` of reductions whose PyTorch signature has no ``dim=None`` (prod, max, min):
+    ``x.prod()`` reduces every dim while ``x.prod(dim=None)`` is refused as an implicit dim."""
+
+    def __repr__(self) -> str:
+        return "ALL_DIMS"
+
+
+ALL_DIMS: Any = _AllDims()
+_ALL_DIMS_BY_DEFAULT = ("prod", "max", "min")  # the functions whose dim defaults to ALL_DIMS
+
+
+def _dims(t: NamedTensor, dim: Dim | Sequence[Dim] | None, op: str, *, none_is_all: bool = False
+          ) -> tuple[str, ...]:
+    """Internal names of ``dim`` (a name, an index, a sequence of them, or `ALL_DIMS`). ``dim=None`` means
+    every dim where PyTorch's signature says so (``none_is_all``: sum, mean, var, amax...), and is refused
+    as an implicit dim elsewhere."""
+    if dim is ALL_DIMS or (dim is None and none_is_all):
         return t.type.names
+    if dim is None:
+        raise implicit_dim(op, t, every=op in _ALL_DIMS_BY_DEFAULT)
     if isinstance(dim, (str, int, np.integer)):
         dim = (dim,)
     names = tuple(t._ir_name(d, op) for d in dim)

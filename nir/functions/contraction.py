@@ -9,22 +9,28 @@ from ..tensor import NamedTensor, bind
 from ..types import (NamedShapeError, check_user_name, fresh_name,
                     is_generated)
 
-from ._common import TensorLike, _align_ir, _fresh_unnamed, _pretty, _promote, _rename_ir, _unify_types
+from ._common import TensorLike, _align_ir, _fresh_unnamed, _pretty, _promote, _rename_ir, _unify, _unify_types
 
 
 
 def matmul(a: NamedTensor, b: NamedTensor) -> NamedTensor:
     """PyTorch's matmul: contracts ``a``'s last dim with ``b``'s second-to-last (or only) dim, whatever
-    their names; batch dims broadcast by position with name checks; the output's names are the batch
-    names, ``a``'s row name and ``b``'s column name (an error if a name would repeat)."""
-    a, b = _promote("matmul", a, b)
+    their names; batch dims broadcast by position with name checks (a batch name may not meet an
+    unnamed batch dim of an operand that has that name elsewhere: "misaligned"); the output's names are
+    the batch names, ``a``'s row name and ``b``'s column name (an error if a name would repeat)."""
+    return _matmul("matmul", a, b)
+
+
+def _matmul(op: str, a: NamedTensor, b: NamedTensor) -> NamedTensor:
+    a, b = _promote(op, a, b)
     if a.ndim == 0 or b.ndim == 0:
-        raise NamedShapeError(f"matmul: both arguments need at least 1 dim, got {_pretty(a, b)}")
+        raise NamedShapeError(f"{op}: both arguments need at least 1 dim, got {_pretty(a, b)}")
+    shown = [a.type, b.type]  # errors show the operands as given, before the renames below
     b = _fresh_unnamed(b)
     ka, kb = a.type.names[-1], b.type.names[-2 if b.ndim >= 2 else -1]
     if a.type.size(ka) != b.type.size(kb):
         raise NamedShapeError(
-            f"matmul: contracted dims differ in size: {a.names[-1] or 'None'}={a.type.size(ka)} of the first and "
+            f"{op}: contracted dims differ in size: {a.names[-1] or 'None'}={a.type.size(ka)} of the first and "
             f"{b.names[-2 if b.ndim >= 2 else -1] or 'None'}={b.type.size(kb)} of the second "
             f"(named shapes {_pretty(a, b)})")
     k = fresh_name()
@@ -34,7 +40,7 @@ def matmul(a: NamedTensor, b: NamedTensor) -> NamedTensor:
     a_batch, b_batch = a.type.with_dims(a.type.dims[:-2]), b.type.with_dims(b.type.dims[:-2])
     batch: list[tuple[str, int]] = []
     if a_batch.ndim or b_batch.ndim:
-        ma, mb = _unify_types("matmul", [a_batch, b_batch], shown=[a.type, b.type])
+        ma, mb = _unify_types(op, [a_batch, b_batch], shown=shown)
         a, b = _rename_ir(a, ma), _rename_ir(b, mb)
         longer = [ma[n] for n in a_batch.names] if a_batch.ndim >= b_batch.ndim else [mb[n] for n in b_batch.names]
         sizes = {nm: s for t in (a, b) for nm, s in t.type.dims[:-2] if s != 1}
@@ -45,7 +51,8 @@ def matmul(a: NamedTensor, b: NamedTensor) -> NamedTensor:
     want = batch + a_row + b_col
     names = [nm for nm, _ in want if not is_generated(nm)]
     if len(set(names)) != len(names):
-        raise NamedShapeError(f"matmul: the result would repeat a dim name {names} (named shapes {_pretty(a, b)}); "
+        raise NamedShapeError(f"{op}: the result would repeat a dim name {names} (named shapes "
+                              f"{shown[0].pretty()} and {shown[1].pretty()}); "
                               "rename() one operand's dim")
     y = bind("contract", [a, b], over=(k,))
     return _align_ir(y, [(nm, y.type.size(nm)) for nm, _ in want])
@@ -54,7 +61,7 @@ def matmul(a: NamedTensor, b: NamedTensor) -> NamedTensor:
 def _ranked_matmul(op: str, a: NamedTensor, b: NamedTensor, ranks: tuple[int, int], what: str) -> NamedTensor:
     if (a.ndim, b.ndim) != ranks:
         raise NamedShapeError(f"{op}: expects {what}, got {_pretty(a, b)}; use matmul for other ranks")
-    return matmul(a, b)
+    return _matmul(op, a, b)
 
 
 def mm(a: NamedTensor, b: NamedTensor) -> NamedTensor:
@@ -80,12 +87,12 @@ def dot(a: NamedTensor, b: NamedTensor) -> NamedTensor:
 def addmm(input: TensorLike, a: NamedTensor, b: NamedTensor, *, beta: float = 1.0,  # noqa: A002
           alpha: float = 1.0) -> NamedTensor:
     """``beta * input + alpha * (a @ b)``."""
-    prod_ = mm(a, b)
+    prod_ = _ranked_matmul("addmm", a, b, (2, 2), "two 2-dim matrices")
     if alpha != 1:
         prod_ = prod_ * alpha
     if beta == 0:
         return prod_
-    return (input * beta if beta != 1 else input) + prod_  # type: ignore[operator]
+    return bind("add", _unify("addmm", *_promote("addmm", input * beta if beta != 1 else input, prod_)))
 
 
 def contract(a: NamedTensor, b: NamedTensor, over: str | Sequence[str]) -> NamedTensor:

@@ -7,11 +7,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..tensor import NamedTensor, _user_names, bind
+from ..tensor import NamedTensor, _user_names, bind, implicit_dim
 from ..types import (NamedShapeError, check_user_name, fresh_name,
                     is_generated)
 
-from ._common import Dim, _align_ir, _dims, _fresh_unnamed, _pretty, _promote, _rename_ir
+from ._common import Dim, _align_ir, _dims, _fresh_unnamed, _pretty, _promote, _rename_ir, _misaligned
 
 
 
@@ -154,14 +154,30 @@ def flatten(x: NamedTensor, start_dim: Dim | Sequence[Dim] = 0, end_dim: Dim = -
 
 
 def unflatten(x: NamedTensor, dim: Dim, sizes: Sequence[Any]) -> NamedTensor:
-    """Split ``dim`` into several: ``sizes`` is ``((name, size), ...)`` (named) or ints (unnamed, one -1)."""
+    """Split ``dim`` into several: ``sizes`` is ``((name, size), ...)``, or plain ints for an unnamed
+    tensor (PyTorch refuses new dims without names on a named tensor). One size may be -1: inferred,
+    unless the other sizes multiply to 0 (then -1 could be anything, and is refused).
+
+    >>> x.unflatten("HW", (("H", 4), ("W", 5)))     # {N, HW: 20} -> {N, H: 4, W: 5}
+    """
     name = x._ir_name(dim, "unflatten")
+    if not sizes:
+        raise ValueError(f"unflatten: sizes must be non-empty, got {sizes!r} for {x.type.pretty()}")
+    if builtins.any(n is not None for n in x.names) and \
+            not builtins.all(isinstance(s, (tuple, list)) for s in sizes):
+        raise NamedShapeError(f"unflatten: the input {x.type.pretty()} is a named tensor but no names were given "
+                              f"for the unflattened sizes {list(sizes)}; give (name, size) pairs, e.g. "
+                              f"unflatten({dim!r}, (('A', 2), ('B', -1))), or rename(None) first")
     named = [s if isinstance(s, (tuple, list)) else (None, s) for s in sizes]
     total = x.type.size(name)
-    known = int(np.prod([s for _, s in named if s != -1], dtype=np.int64))
     if [s for _, s in named].count(-1) > 1:
         raise ValueError("unflatten: only one size may be -1")
-    parts = [(n, (total // known if known else 0) if s == -1 else int(s)) for n, s in named]
+    known = int(np.prod([s for _, s in named if s != -1], dtype=np.int64))
+    if -1 in [s for _, s in named] and known == 0:
+        raise NamedShapeError(f"unflatten: cannot infer the -1 in {[s for _, s in named]} for dim {dim!r} of "
+                              f"{x.type.pretty()}: the other sizes multiply to 0, so -1 could be any size; give "
+                              f"every size")
+    parts = [(n, total // known if s == -1 else int(s)) for n, s in named]
     irn = _user_names([n for n, _ in parts], "unflatten")
     return bind("unflatten", [x], dim=name, parts=tuple(zip(irn, (s for _, s in parts))))
 
@@ -191,11 +207,20 @@ def squeeze(x: NamedTensor, dim: Dim | Sequence[Dim] | None = None) -> NamedTens
     return bind("squeeze", [x], dims=tuple(dims)) if dims else x
 
 
+def _new_position(x: NamedTensor, dim: int, op: str) -> int:
+    """Where a new dim goes: index ``dim`` (negative counts from the end) among ``x``'s dims and the new one."""
+    if dim is None:
+        raise implicit_dim(op, x)
+    if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool):
+        raise TypeError(f"{op}: the new dim's position is an int, got {dim!r}")
+    if not -x.ndim - 1 <= dim <= x.ndim:
+        raise IndexError(f"{op}: dim {dim} out of range for {x.type.pretty()}")
+    return int(dim) % (x.ndim + 1)
+
+
 def unsqueeze(x: NamedTensor, dim: int) -> NamedTensor:
     """Insert an unnamed size-1 dim at index ``dim``."""
-    if not -x.ndim - 1 <= dim <= x.ndim:
-        raise IndexError(f"unsqueeze: dim {dim} out of range for {x.type.pretty()}")
-    dim = dim % (x.ndim + 1)
+    dim = _new_position(x, dim, "unsqueeze")
     dims = list(x.type.dims)
     dims.insert(dim, (fresh_name(), 1))
     return _align_ir(x, dims)
@@ -243,39 +268,47 @@ def unbind(x: NamedTensor, dim: Dim = 0) -> tuple[NamedTensor, ...]:
 
 
 def cat(tensors: Sequence[NamedTensor], dim: Dim = 0) -> NamedTensor:
-    """Concatenate along ``dim``; the other dims' names must match by position (None matches any)."""
-    ts = _promote("cat", *tensors) if tensors else []
-    if not ts:
-        raise ValueError("cat: needs at least one tensor")
-    first = ts[0]
-    out_user: list[str | None] = list(first.names)
-    out_ir = list(first.type.names)
-    for t in ts[1:]:
-        if t.ndim != first.ndim:
-            raise NamedShapeError(f"cat: tensors have different numbers of dims: {_pretty(first, t)}")
-        for i, (u, ir) in enumerate(zip(t.names, t.type.names)):
-            if out_user[i] is not None and u is not None and u != out_user[i]:
-                raise NamedShapeError(f"cat: dim {out_user[i]!r} and dim {u!r} are at the same position but do not "
-                                      f"match ({_pretty(first, t)}); rename() or align_to() first")
-            if out_user[i] is None and u is not None:
-                out_user[i], out_ir[i] = u, ir
-    ts = [_rename_ir(t, dict(zip(t.type.names, out_ir))) for t in ts]
+    """Concatenate along ``dim``; the other dims' names must match by position (None matches any, but
+    not a name that the unnamed dim's tensor has elsewhere: PyTorch's "misaligned" error)."""
+    ts = _unify_same_rank("cat", tensors)
     return bind("concat", ts, dim=ts[0]._ir_name(dim, "cat"))
 
 
+def _unify_same_rank(op: str, tensors: Sequence[NamedTensor]) -> list[NamedTensor]:
+    """cat's name rule: ``tensors`` (promoted) renamed so that dims at one position share one name."""
+    ts = _promote(op, *tensors) if tensors else []
+    if not ts:
+        raise ValueError(f"{op}: needs at least one tensor")
+    first = ts[0]
+    out_user: list[str | None] = list(first.names)
+    out_ir = list(first.type.names)
+    owner = [first] * first.ndim
+    for t in ts[1:]:
+        if t.ndim != first.ndim:
+            raise NamedShapeError(f"{op}: tensors have different numbers of dims: {_pretty(first, t)}")
+        for i, (u, ir) in enumerate(zip(t.names, t.type.names)):
+            if out_user[i] is not None and u is not None and u != out_user[i]:
+                raise NamedShapeError(f"{op}: dim {out_user[i]!r} and dim {u!r} are at the same position but do not "
+                                      f"match ({_pretty(owner[i], t)}); rename() or align_to() first")
+            if out_user[i] is None and u is not None:
+                out_user[i], out_ir[i], owner[i] = u, ir, t
+    for t in ts:
+        for i, u in enumerate(t.names):
+            if u is None and out_user[i] is not None and out_user[i] in t.names:
+                raise _misaligned(op, out_user[i], owner[i].type, t.type)  # type: ignore[arg-type]
+    return [_rename_ir(t, dict(zip(t.type.names, out_ir))) for t in ts]
+
+
 def stack(tensors: Sequence[NamedTensor], dim: int = 0, name: str | None = None) -> NamedTensor:
-    """Stack along a new dim at index ``dim`` (unnamed, as in PyTorch, unless ``name`` is given)."""
-    if not tensors:
-        raise ValueError("stack: needs at least one tensor")
+    """Stack along a new dim at index ``dim`` (unnamed, as in PyTorch, unless ``name`` is given); the
+    tensors' names must match as for `cat`."""
     new = fresh_name() if name is None else check_user_name(name, "stack")
     parts = []
-    for t in tensors:
+    for t in _unify_same_rank("stack", tensors):
         d = list(t.type.dims)
-        if not -len(d) - 1 <= dim <= len(d):
-            raise IndexError(f"stack: dim {dim} out of range for {t.type.pretty()}")
-        d.insert(dim % (len(d) + 1), (new, 1))
+        d.insert(_new_position(t, dim, "stack"), (new, 1))
         parts.append(_align_ir(t, d))
-    return cat(parts, dim)
+    return bind("concat", parts, dim=new)
 
 
 def take(x: NamedTensor, indices: NamedTensor, dim: Dim) -> NamedTensor:

@@ -12,16 +12,16 @@ import numpy as np
 from ..tensor import NamedTensor, bind
 from ..types import NamedShapeError, is_float
 
-from ._common import Dim, _cast, _dims, _keep
+from ._common import ALL_DIMS, Dim, _cast, _dims, _keep
 from .elementwise import abs, cast, div, exp, log, maximum, minimum, sqrt, where
 from .layout import flatten
 
 
 
-def _reduce(prim: str, x: NamedTensor, dim: Dim | Sequence[Dim] | None, keepdim: bool,
-            op: str | None = None) -> NamedTensor:
+def _reduce(prim: str, x: NamedTensor, dim: Dim | Sequence[Dim] | None, keepdim: bool, op: str = "",
+            none_is_all: bool = False) -> NamedTensor:
     op = op or prim.replace("reduce_", "")
-    dims = _dims(x, dim, op)
+    dims = _dims(x, dim, op, none_is_all=none_is_all)
     if prim in ("reduce_max", "reduce_min"):
         empty = [n for n in dims if x.type.size(n) == 0]
         if empty:
@@ -35,11 +35,12 @@ def _reduce(prim: str, x: NamedTensor, dim: Dim | Sequence[Dim] | None, keepdim:
 
 def sum(x: NamedTensor, dim: Dim | Sequence[Dim] | None = None, keepdim: bool = False) -> NamedTensor:  # noqa: A001
     """Sum over ``dim`` (a name, an index, a list of them, or None for all): ``x.sum('C')``."""
-    return _reduce("reduce_sum", x, dim, keepdim)
+    return _reduce("reduce_sum", x, dim, keepdim, none_is_all=True)
 
 
-def prod(x: NamedTensor, dim: Dim | Sequence[Dim] | None = None, keepdim: bool = False) -> NamedTensor:
-    """Product over ``dim``."""
+def prod(x: NamedTensor, dim: Dim | Sequence[Dim] = ALL_DIMS, keepdim: bool = False) -> NamedTensor:
+    """Product over ``dim``; ``x.prod()`` multiplies everything. ``dim=None`` is refused, as in PyTorch:
+    an implicit dim (look dims up by name)."""
     return _reduce("reduce_prod", x, dim, keepdim)
 
 
@@ -52,7 +53,7 @@ def _float_input(x: NamedTensor, op: str) -> None:
 def mean(x: NamedTensor, dim: Dim | Sequence[Dim] | None = None, keepdim: bool = False) -> NamedTensor:
     """Mean over ``dim`` (floating-point input, as in PyTorch)."""
     _float_input(x, "mean")
-    dims = _dims(x, dim, "mean")
+    dims = _dims(x, dim, "mean", none_is_all=True)
     count = int(np.prod([x.type.size(n) for n in dims], dtype=np.int64))
     return div(_reduce("reduce_sum", x, dims, keepdim), count)
 
@@ -62,7 +63,7 @@ def _variance(op: str, x: NamedTensor, dim: Dim | Sequence[Dim] | None, correcti
     _float_input(x, op)
     if unbiased is not None:
         correction = int(unbiased)
-    dims = _dims(x, dim, op)
+    dims = _dims(x, dim, op, none_is_all=True)
     count = int(np.prod([x.type.size(n) for n in dims], dtype=np.int64))
     centered = x - mean(x, dims, keepdim=True)
     return div(_reduce("reduce_sum", centered * centered, dims, keepdim), builtins.max(count - correction, 0))
@@ -81,7 +82,7 @@ def std(x: NamedTensor, dim: Dim | Sequence[Dim] | None = None, *, correction: i
 
 
 def logsumexp(x: NamedTensor, dim: Dim | Sequence[Dim], keepdim: bool = False) -> NamedTensor:
-    """``log(sum(exp(x)))`` over ``dim``, computed stably."""
+    """``log(sum(exp(x)))`` over ``dim`` (required, as in PyTorch), computed stably."""
     _float_input(x, "logsumexp")
     dims = _dims(x, dim, "logsumexp")
     m = _reduce("reduce_max", x, dims, keepdim=True)
@@ -96,30 +97,30 @@ MinMax = namedtuple("MinMax", ["values", "indices"])
 def _minmax(prim: str, arg: str, x: NamedTensor, dim: Any, keepdim: bool) -> Any:
     if isinstance(dim, NamedTensor):
         return (maximum if prim == "reduce_max" else minimum)(x, dim)
-    if dim is None:
-        return _reduce(prim, x, None, False)
-    values = _reduce(prim, x, dim, keepdim)
+    if dim is ALL_DIMS:
+        return _reduce(prim, x, dim, False)
+    values = _reduce(prim, x, dim, keepdim, op=prim.replace("reduce_", ""))
     return MinMax(values, _arg(arg, x, dim, keepdim))
 
 
-def max(x: NamedTensor, dim: Any = None, keepdim: bool = False) -> Any:  # noqa: A001
+def max(x: NamedTensor, dim: Any = ALL_DIMS, keepdim: bool = False) -> Any:  # noqa: A001
     """``x.max()`` (all dims) -> tensor; ``x.max(dim)`` -> (values, indices); ``x.max(other)`` -> maximum."""
     return _minmax("reduce_max", "argmax", x, dim, keepdim)
 
 
-def min(x: NamedTensor, dim: Any = None, keepdim: bool = False) -> Any:  # noqa: A001
+def min(x: NamedTensor, dim: Any = ALL_DIMS, keepdim: bool = False) -> Any:  # noqa: A001
     """``x.min()`` -> tensor; ``x.min(dim)`` -> (values, indices); ``x.min(other)`` -> minimum."""
     return _minmax("reduce_min", "argmin", x, dim, keepdim)
 
 
 def amax(x: NamedTensor, dim: Dim | Sequence[Dim] | None = None, keepdim: bool = False) -> NamedTensor:
-    """Maximum over one or several dims (values only)."""
-    return _reduce("reduce_max", x, dim, keepdim, "amax")
+    """Maximum over one or several dims, or every dim for None (values only)."""
+    return _reduce("reduce_max", x, dim, keepdim, op="amax", none_is_all=True)
 
 
 def amin(x: NamedTensor, dim: Dim | Sequence[Dim] | None = None, keepdim: bool = False) -> NamedTensor:
-    """Minimum over one or several dims (values only)."""
-    return _reduce("reduce_min", x, dim, keepdim, "amin")
+    """Minimum over one or several dims, or every dim for None (values only)."""
+    return _reduce("reduce_min", x, dim, keepdim, op="amin", none_is_all=True)
 
 
 def _arg(prim: str, x: NamedTensor, dim: Dim | None, keepdim: bool) -> NamedTensor:
@@ -127,7 +128,7 @@ def _arg(prim: str, x: NamedTensor, dim: Dim | None, keepdim: bool) -> NamedTens
         flat = flatten(x) if x.ndim != 1 else x
         return bind(prim, [flat], dim=flat.type.names[0]) if flat.ndim else bind("full", [], value=0, dims=(),
                                                                                      dtype="int64")
-    (name,) = _dims(x, dim, prim)
+    name = x._ir_name(dim, prim)
     y = bind(prim, [x], dim=name)
     return _keep(x, y, (name,)) if keepdim else y
 
@@ -143,12 +144,12 @@ def argmin(x: NamedTensor, dim: Dim | None = None, keepdim: bool = False) -> Nam
 
 
 def softmax(x: NamedTensor, dim: Dim, dtype: Any = None) -> NamedTensor:
-    """Softmax along ``dim`` (a name or an index)."""
+    """Softmax along ``dim`` (one name or index; ``dim=None`` is refused: an implicit dim)."""
     x = cast(x, dtype) if dtype is not None else (x if is_float(x.dtype) else _cast(x, "float32"))
-    return bind("softmax", [x], dim=_dims(x, dim, "softmax")[0])
+    return bind("softmax", [x], dim=x._ir_name(dim, "softmax"))
 
 
 def log_softmax(x: NamedTensor, dim: Dim, dtype: Any = None) -> NamedTensor:
-    """Log-softmax along ``dim``."""
+    """Log-softmax along ``dim`` (one name or index; ``dim=None`` is refused)."""
     x = cast(x, dtype) if dtype is not None else (x if is_float(x.dtype) else _cast(x, "float32"))
-    return bind("log_softmax", [x], dim=_dims(x, dim, "log_softmax")[0])
+    return bind("log_softmax", [x], dim=x._ir_name(dim, "log_softmax"))
