@@ -4,8 +4,11 @@
     available() -> bool                      # its dependencies are installed (imports nothing heavy)
     serves(target: Target) -> bool
     build(program, target, **options) -> Executable
-    load(path, manifest) -> Executable       # an exported artifact, run again
+    load(path, entry) -> Executable          # one signature of an exported artifact (its manifest entry)
     LOWERINGS: dict[str, Callable]           # primitive -> lowering (absent for the reference backend)
+
+    Executable(*arrays) -> list of arrays    # safe to call from several threads at once
+    Executable.save(dir) -> {"files": {...}, **extra}   # its files for an artifact (see nir.artifact)
 
 Importing this package imports no backend; `get(name)` imports one on first use.
 """

@@ -11,13 +11,14 @@ from . import backends, extras, ops
 from .compile import Compiled, Loaded, SignatureError, compile, load
 from .frontends.python import Spec, Traced, spec, trace
 from .functions import (abs, add, addmm, align_as, align_to, amax, amin, arange, argmax, argmin, avg_pool2d, bmm,
-                        cast, cat, clamp, contract, conv2d, cos, div, dot, eq, erf, exp, expand, flatten, full, ge,
+                        cast, cat, clamp, cond, contract, conv2d, cos, div, dot, eq, erf, exp, expand, flatten, full, ge,
                         gelu, gt, layer_norm, le, log, log_softmax, logical_and, logical_not, logical_or,
                         logsumexp, lt, manual_seed, masked_fill, matmul, max, max_pool2d, maximum, mean, min,
                         minimum, mm, mul, mv, narrow, ne, neg, ones, ones_like, permute, pow, prod, rand, randn,
-                        refine_names, relu, rename, reshape, rsqrt, select, sigmoid, sin, softmax, sqrt, squeeze,
+                        refine_names, relu, rename, reshape, rsqrt, scan, select, sigmoid, sin, softmax, sqrt, squeeze,
                         stack, std, sub, sum, t, take, tanh, tensor, transpose, unbind, unflatten, unsqueeze, var,
                         view, where, zeros, zeros_like)
+from .functions import cumprod, cumsum, gather
 from .interpret import interpret
 from .ir import Builder, Program, VerifyError, verify
 from .target import Target, TargetError, parse_target

@@ -33,6 +33,7 @@ from .testing import random_inputs
 
 NAMES = ("A", "B", "C", "D", "E", "F")
 SIZES = (1, 2, 3, 4, 5, 7)
+CONTROL_RATE = 0.3  # share of programs with a scan or a cond
 
 
 @dataclass
@@ -43,6 +44,8 @@ class _Gen:
     extra: list[nir.Spec] = field(default_factory=list)
     extra_tensors: list[NamedTensor] = field(default_factory=list)
     live: list[NamedTensor] = field(default_factory=list)
+    constants: bool = False  # new weights are constants, not program inputs (inside scan and cond)
+    inputs: list[NamedTensor] = field(default_factory=list)  # the program's inputs (for cond predicates)
 
     def choice(self, seq: Sequence[Any]) -> Any:
         return seq[int(self.rng.integers(len(seq)))]
@@ -110,6 +113,9 @@ def _reduce(g: _Gen, x: NamedTensor) -> NamedTensor:
 
 
 def _new_input(g: _Gen, dims: Sequence[tuple[str, int]]) -> NamedTensor:
+    if g.constants:
+        data = g.rng.standard_normal(tuple(s for _, s in dims)).astype(np.float32)
+        return nir.tensor(data, names=tuple(n for n, _ in dims))
     from .tensor import current_trace
     tr = current_trace()
     spec = nir.spec(names=tuple(n for n, _ in dims), shape=tuple(s for _, s in dims))
@@ -175,8 +181,64 @@ def _window(g: _Gen, x: NamedTensor) -> NamedTensor:
     return fn(x, k, stride=(1, int(g.rng.integers(1, 3))), padding=(k[0] // 2, k[1] // 2), spatial=order)
 
 
+def _cumulative(g: _Gen, x: NamedTensor) -> NamedTensor:
+    """cumsum, cumprod (of bounded values) or gather along one of x's dims."""
+    if x.ndim == 0:
+        return x
+    d = g.choice(x.names)
+    op = g.choice(["cumsum", "cumprod", "gather"])
+    if op == "cumsum":
+        return x.cumsum(d)
+    if op == "cumprod":
+        return (x.tanh() * 0.5 + 1.0).cumprod(d)
+    picks = (x.argmax(d, keepdim=True) if g.rng.random() < 0.5 else x.argmin(d, keepdim=True))
+    return nir.gather(x, d, picks) + x
+
+
 STEPS: tuple[Callable[[_Gen, NamedTensor], NamedTensor], ...] = (_unary, _binary, _reduce, _contract, _layout,
-                                                                _window)
+                                                                _window, _cumulative)
+
+
+def _chain(g: _Gen, x: NamedTensor, steps: int) -> NamedTensor:
+    """``steps`` random `STEPS` from ``x``, inside a sub-program: what they make stays inside it."""
+    outside = list(g.live)
+    for _ in range(steps):
+        x = g.choice(STEPS)(g, x)
+        g.live.append(x)
+    g.live = outside
+    return x
+
+
+def _control(g: _Gen) -> list[NamedTensor]:
+    """A scan or a cond over live tensors whose step or branches are random chains of `STEPS` (which
+    capture live tensors of the enclosing program); returns their results."""
+    named = [t for t in g.live if t.ndim >= 1 and None not in t.names]
+    if not named:
+        return []
+    x = g.choice(named)
+    if g.rng.random() < 0.5:
+        over = g.choice(x.names)
+
+        def step(c: NamedTensor, x_t: NamedTensor) -> tuple[NamedTensor, NamedTensor]:
+            y = _chain(g, (c * 0.5 + x_t).tanh(), int(g.rng.integers(1, 3)))
+            if g.rng.random() < 0.25:  # a loop or branch inside the loop
+                outside = list(g.live)
+                g.live += [c, x_t, y]
+                y = y + sum(t.mean() for t in _control(g)) * 0.1
+                g.live = outside
+            if over in y.names:  # a new dim may take the scanned dim's name: ys cannot have it
+                y = y.sum(over)
+            return (c * 0.5 + x_t).tanh() + y.mean() * 0.1, y
+        init = x.select(over, 0) * 0.5
+        carry, ys = nir.scan(step, init, x, over=over, reverse=bool(g.rng.random() < 0.3))
+        return [carry, ys]
+    # an input's sum: random, so never near 0 (an intermediate's can be 0 up to rounding, e.g. after
+    # layer_norm, and backends would then rightly disagree on the branch)
+    pred = g.choice(g.inputs).sum() > 0
+
+    def branch(a: NamedTensor) -> NamedTensor:
+        return a * 0.5 + _chain(g, a, int(g.rng.integers(1, 3))).mean()
+    return [nir.cond(pred, branch, branch, x)]  # each call of `branch` draws its own chain
 
 
 def random_program(seed: int, case: int, max_ops: int = 6) -> tuple[Program, list[np.ndarray]]:
@@ -196,6 +258,11 @@ def random_program(seed: int, case: int, max_ops: int = 6) -> tuple[Program, lis
             x = g.choice(STEPS)(g, x)
             g.live.append(x)
         outs = [x] + ([g.choice(g.live)] if rng.random() < 0.3 else [])
+        # control flow draws from its own stream and adds equations after the others, so every
+        # (seed, case) without it is the program it always was, inputs and layouts included
+        flow = _Gen(np.random.default_rng([seed, case, 7]), live=list(g.live), constants=True, inputs=list(xs))
+        if flow.rng.random() < CONTROL_RATE:
+            outs += _control(flow)
         return tuple(outs)
 
     program = nir.trace(fn, *specs).program
@@ -204,11 +271,17 @@ def random_program(seed: int, case: int, max_ops: int = 6) -> tuple[Program, lis
 
 def random_layouts(program: Program, rng: np.random.Generator) -> Program:
     """``program`` with random physical orders on about half of its values."""
-    layouts = {}
-    for v in program.values():
-        if v.type.ndim >= 2 and rng.random() < 0.5:
-            layouts[v.id] = tuple(v.type.names[i] for i in rng.permutation(v.type.ndim))
-    return program.with_layouts(layouts)
+    def lay(p: Program, rng: np.random.Generator) -> Program:
+        layouts = {}
+        for v in p.values():
+            if v.type.ndim >= 2 and rng.random() < 0.5:
+                layouts[v.id] = tuple(v.type.names[i] for i in rng.permutation(v.type.ndim))
+        return p.with_layouts(layouts)
+    out = lay(program, rng)
+    if not any(e.subprograms for e in program.eqns):
+        return out
+    inner = np.random.default_rng(rng.integers(2**32))  # drawn last: the outer layouts stay as they were
+    return out.map_subprograms(lambda sub: lay(sub, inner))
 
 
 def _slice_to(program: Program, value: Value) -> Program:
@@ -236,8 +309,8 @@ def shrink(program: Program, inputs: Sequence[np.ndarray], run: Callable[[Progra
     """The smallest slice of ``program`` ending at the first value on which ``run`` disagrees with the
     float64 reference (or the program itself if no single value does)."""
     by_id = {v.id: a for v, a in zip(program.inputs, inputs)}
-    for e in program.eqns:
-        p = _slice_to(program, e.out)
+    for value in (v for e in program.eqns for v in e.outputs):
+        p = _slice_to(program, value)
         ins = [by_id[v.id] for v in p.inputs]
         try:
             ok = _agrees(p, ins, run(p, ins))

@@ -26,7 +26,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .interpret import eval_eqn, interpret
+from .interpret import evaluate, interpret
 from .ir import Eqn, Program, Value
 from .testing import tolerance
 from .types import TensorType, is_float, numpy_dtype
@@ -76,12 +76,13 @@ def _perturbed_run(program: Program, inputs: Sequence[np.ndarray], rng: np.rando
                    rel: float) -> list[np.ndarray]:
     """The interpreter, with every floating-point equation result multiplied by ``1 + rel * U(-1, 1)``."""
     env = {v.id: np.asarray(a, dtype=numpy_dtype(v.type.dtype)) for v, a in zip(program.inputs, inputs)}
-    for e in program.eqns:
-        out = e.outputs[0]
-        y = eval_eqn(e.prim, [env[v.id] for v in e.inputs], [v.type for v in e.inputs], out.type, e.kwargs)
-        if is_float(out.type.dtype) and e.prim not in ("constant", "full", "iota"):
-            y = y * (1 + rel * rng.uniform(-1, 1, y.shape))
-        env[out.id] = y
+    for e in program.eqns:  # (a scan's or cond's sub-programs run unperturbed: their results are perturbed)
+        ys = evaluate(e.prim, [env[v.id] for v in e.inputs], [v.type for v in e.inputs],
+                      [v.type for v in e.outputs], e.kwargs)
+        for v, y in zip(e.outputs, ys):
+            if is_float(v.type.dtype) and e.prim not in ("constant", "full", "iota"):
+                y = y * (1 + rel * rng.uniform(-1, 1, y.shape))
+            env[v.id] = y
     return [env[v.id] for v in program.outputs]
 
 

@@ -150,7 +150,43 @@ def _cases(dtype: str) -> list[tuple[str, str, Program]]:
                                           dim="N")))
     cases.append(("take", "embedding", _one("take", [_T({"V": 5, "D": 4}, f), _T({"B": 2, "S": 3}, "int64")],
                                             dim="V")))
+    for name in ("cumsum", "cumprod"):
+        cases.append((name, "inner", _one(name, [NCHW], dim="W", reverse=False)))
+        cases.append((name, "outer-reverse", _one(name, [NCHW], dim="N", reverse=True)))
+    cases.append(("cumsum", "int64", _one("cumsum", [_T({"B": 2, "T": 5}, "int64")], dim="T", reverse=False)))
+    cases.append(("gather", "torch-like", _one("gather", [_T({"B": 2, "V": 6}, f), _T({"B": 2, "V": 3}, "int64")],
+                                              dim="V")))
+    cases.append(("gather", "new-dims", _one("gather", [_T({"V": 5, "B": 2}, f),
+                                                        _T({"K": 3, "B": 2, "S": 4}, "int32")], dim="V")))
+    cases.append(("scan", "rnn", _scan_rnn(f, reverse=False)))
+    cases.append(("scan", "reverse", _scan_rnn(f, reverse=True)))
+    cases.append(("cond", "two-outputs", _cond(f)))
     return cases
+
+
+def _scan_rnn(dtype: str, reverse: bool) -> Program:
+    """A scan over T (in the middle of x's dims) with a captured weight, a carry and two stacked outputs:
+    h = tanh(x_t . w + h); ys = (h, sum(x_t))."""
+    body = Builder()
+    w, h, x = (body.input(_T(d, dtype)) for d in ({"I": 3, "H": 4}, {"N": 2, "H": 4}, {"N": 2, "I": 3}))
+    h2 = body.add("tanh", [body.add("add", [body.add("contract", [x, w], over=("I",)), h])])
+    b = Builder()
+    ins = [b.input(_T(d, dtype)) for d in ({"I": 3, "H": 4}, {"N": 2, "H": 4}, {"N": 2, "T": 5, "I": 3})]
+    outs = b.add_multi("scan", ins, body=body.build([h2, h2, body.add("reduce_sum", [x], dims=("N", "I"))]),
+                       over="T", reverse=reverse, num_consts=1, num_carry=1)
+    return b.build(outs)
+
+
+def _cond(dtype: str) -> Program:
+    """exp(x), x * y if pred else -x, x - y."""
+    branches = []
+    for ops_ in ((("exp", 0), ("mul", 0, 1)), (("neg", 0), ("sub", 0, 1))):
+        br = Builder()
+        xs = [br.input(_T({"N": 3, "C": 4}, dtype)), br.input(_T({"C": 4}, dtype))]
+        branches.append(br.build([br.add(op, [xs[i] for i in args]) for op, *args in ops_]))
+    b = Builder()
+    ins = [b.input(_T({}, "bool")), b.input(_T({"N": 3, "C": 4}, dtype)), b.input(_T({"C": 4}, dtype))]
+    return b.build(b.add_multi("cond", ins, true_branch=branches[0], false_branch=branches[1]))
 
 
 def op_samples(dtype: str = "float32", seed: int = 0) -> list[OpSample]:

@@ -8,6 +8,7 @@ positional special cases; user names may not start with ``_``.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 from dataclasses import dataclass
@@ -133,18 +134,24 @@ class TensorType:
         items = dims.items() if isinstance(dims, Mapping) else dims
         return TensorType(tuple((str(n), int(s)) for n, s in items), canonical_dtype(dtype))
 
-    @property
+    # cached: a compiled function's call reads them on every call (the instance is immutable)
+    @functools.cached_property
     def names(self) -> tuple[str, ...]:
         return tuple(n for n, _ in self.dims)
 
-    @property
+    @functools.cached_property
     def user_names(self) -> tuple[str | None, ...]:
         """The names a user sees: generated names (unnamed dims) become None."""
         return tuple(None if is_generated(n) else n for n, _ in self.dims)
 
-    @property
+    @functools.cached_property
     def shape(self) -> tuple[int, ...]:
         return tuple(s for _, s in self.dims)
+
+    @functools.cached_property
+    def signature(self) -> tuple[tuple[str | None, ...], tuple[int, ...], str]:
+        """``(user_names, shape, dtype)``: what a compiled function's signature sees of a value."""
+        return (self.user_names, self.shape, self.dtype)
 
     @property
     def sizes(self) -> dict[str, int]:

@@ -1,6 +1,9 @@
-"""Lower a nir Program to ONE Relax function ("main") built with `relax.BlockBuilder`.
+"""Lower a nir Program to a Relax module whose entry is "main", built with `relax.BlockBuilder`.
 
-`LOWERINGS` maps every primitive to a function ``(eqn, *args) -> Named``. Each argument is a `Named`: a
+`LOWERINGS` maps every primitive to a function ``(eqn, *args) -> Named``, or, for a primitive with
+sub-programs (scan, cond; see `control.py`), to a `Control`: its `prepare` adds Relax functions for
+the sub-programs to the module before "main" is built, and its `emit` calls them from main's
+dataflow block, returning one `Named` per output. Each argument is a `Named`: a
 Relax expression whose axes follow the input value's *physical* order (`Value.physical_order`). A
 lowering may return its result with axes in any order it finds convenient (it says which, in the
 returned `Named`); `lower_program` then permutes the result into the output value's physical order.
@@ -18,7 +21,7 @@ and every result is rounded back to its dtype.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
@@ -30,7 +33,7 @@ from nir import ops
 from nir.ir import Eqn, Program
 from nir.types import is_float, numpy_dtype
 
-__all__ = ["Named", "LOWERINGS", "lower_program", "LOW_PRECISION"]
+__all__ = ["Named", "LOWERINGS", "lower_program", "LOW_PRECISION", "Control", "LoweringContext", "emit_program"]
 
 LOW_PRECISION = ("float16", "bfloat16")
 
@@ -471,11 +474,42 @@ def _take(eqn: Eqn, x: Named, idx: Named) -> Named:
     return bind(y, x.names[:ax] + idx.names + x.names[ax + 1:])
 
 
+def _gather(eqn: Eqn, x: Named, idx: Named) -> Named:
+    """gather_elements on x and the indices brought to one shape: the indices' dims in their order (plus
+    `dim` last when they lack it), x's dims aligned and broadcast to that; negative indices wrap."""
+    dim = eqn.kwargs["dim"]
+    order = idx.names if dim in idx.names else idx.names + (dim,)
+    sizes = {**idx.sizes, dim: x.sizes[dim]}
+    xb = broadcast(bind(align(x, order), order), sizes)
+    ib = idx if dim in idx.names else reshape(idx, [*zip(idx.names, idx.shape), (dim, 1)])
+    n = relax.const(x.sizes[dim], idx.dtype)
+    wrapped = R.where(R.less(ib.expr, relax.const(0, idx.dtype)), R.add(ib.expr, n), ib.expr)
+    y = bind(R.gather_elements(xb.expr, wrapped, axis=order.index(dim)), order)
+    return y if dim in idx.names else reshape(y, list(zip(idx.names, idx.shape)))
+
+
+# ---------------------------------------------------------------------------------------------
+# cumulative
+# ---------------------------------------------------------------------------------------------
+
+def _cumulative(fn: Callable[..., relax.Expr]) -> Lowering:
+    def lower(eqn: Eqn, x: Named) -> Named:
+        ax = x.names.index(eqn.kwargs["dim"])
+        y = upcast(x).expr
+        if eqn.kwargs["reverse"]:
+            y = R.flip(y, ax)
+        y = fn(y, axis=ax)
+        if eqn.kwargs["reverse"]:
+            y = R.flip(y, ax)
+        return downcast(bind(y, x.names), x.dtype)
+    return lower
+
+
 # ---------------------------------------------------------------------------------------------
 # the table
 # ---------------------------------------------------------------------------------------------
 
-LOWERINGS: dict[str, Lowering] = {
+LOWERINGS: dict[str, "Lowering | Control"] = {
     **{name: _elementwise(fn) for name, fn in UNARY.items()},
     **{name: _elementwise(fn, wide=name == "pow") for name, fn in BINARY.items()},  # TVM: no bfloat16 pow
     "gelu": _gelu,
@@ -502,28 +536,83 @@ LOWERINGS: dict[str, Lowering] = {
     "slice": _slice,
     "concat": _concat,
     "take": _take,
+    "gather": _gather,
+    "cumsum": _cumulative(R.cumsum),
+    "cumprod": _cumulative(R.cumprod),
 }
 
 
-def lower_program(program: Program, lowerings: dict[str, Lowering] | None = None) -> tvm.IRModule:
-    """Build the Relax module of ``program``: one function "main" taking the inputs in logical order
-    and returning a tuple of the outputs in logical order. Assumes every primitive has a lowering
-    (the caller reports the unsupported ones)."""
-    table = LOWERINGS if lowerings is None else lowerings
-    bb = relax.BlockBuilder()
+@dataclass(frozen=True)
+class Control:
+    """The lowering of a primitive whose parameters include sub-programs.
+
+    ``prepare(ctx, eqn) -> state`` runs before any Relax function is open: it adds the functions the
+    equation needs (a loop, branches) to ``ctx.bb``'s module. Sub-programs are prepared first, so
+    their own scans and conds are ready when ``prepare`` emits a sub-program with `emit_program`.
+    ``emit(ctx, eqn, state, *args) -> list[Named]`` then calls them from a dataflow block.
+    """
+
+    prepare: Callable[["LoweringContext", Eqn], object]
+    emit: Callable[..., list[Named]]
+
+
+@dataclass
+class LoweringContext:
+    """What lowering one module shares: the builder, the lowering table, and each control-flow
+    equation's prepared functions (keyed by ``id(eqn)``)."""
+
+    bb: relax.BlockBuilder
+    table: dict[str, "Lowering | Control"]
+    prepared: dict[int, object] = field(default_factory=dict)
+    names: dict[str, int] = field(default_factory=dict)
+
+    def unique(self, name: str) -> str:
+        """A function name not used before in this module (``scan0_step``, ``scan1_step``...)."""
+        n = self.names[name] = self.names.get(name, -1) + 1
+        return f"{name}{n}"
+
+    def prepare(self, program: Program) -> None:
+        """Prepare every control-flow equation of ``program`` and of its sub-programs, innermost first."""
+        for e in program.eqns:
+            for _, sub in e.subprograms:
+                self.prepare(sub)
+            low = self.table[e.prim]
+            if isinstance(low, Control):
+                self.prepared[id(e)] = low.prepare(self, e)
+
+
+def emit_program(ctx: LoweringContext, program: Program, args: Sequence[Named]) -> list[Named]:
+    """Emit ``program``'s equations into the current dataflow block; ``args`` are its inputs (any axis
+    order), the results are its outputs (in their physical orders)."""
+    env = {v.id: permute(a, v.physical_order) for v, a in zip(program.inputs, args, strict=True)}
+    for e in program.eqns:
+        ins = [env[v.id] for v in e.inputs]
+        low = ctx.table[e.prim]
+        if all(v.type.numel == 0 for v in e.outputs):  # nothing to compute; TVM's reshapes and constants reject it
+            results = [_empty([(n, v.type.size(n)) for n in v.physical_order], v.type.dtype) for v in e.outputs]
+        else:
+            results = low.emit(ctx, e, ctx.prepared[id(e)], *ins) if isinstance(low, Control) else [low(e, *ins)]
+        for v, r in zip(e.outputs, results, strict=True):
+            env[v.id] = permute(r, v.physical_order)
+    return [env[v.id] for v in program.outputs]
+
+
+def lower_program(program: Program, lowerings: dict[str, "Lowering | Control"] | None = None) -> tvm.IRModule:
+    """Build the Relax module of ``program``: its function "main" takes the inputs in logical order
+    and returns a tuple of the outputs in logical order (private functions hold the loops and
+    branches of scans and conds). Assumes every primitive has a lowering (the caller reports the
+    unsupported ones)."""
+    ctx = LoweringContext(relax.BlockBuilder(), LOWERINGS if lowerings is None else lowerings)
+    ctx.prepare(program)
+    bb = ctx.bb
     params = [relax.Var(f"x{v.id}", relax.TensorType(v.type.shape, v.type.dtype)) for v in program.inputs]
-    env: dict[int, Named] = {}
     with bb.function("main", params):
         with bb.dataflow():
-            for v, p in zip(program.inputs, params):
-                env[v.id] = permute(Named(p, v.type.names), v.physical_order)
-            for e in program.eqns:
-                out = e.outputs[0]
-                if out.type.numel == 0:  # no values to compute; TVM's reshapes and constants reject empty shapes
-                    env[out.id] = _empty([(n, out.type.size(n)) for n in out.physical_order], out.type.dtype)
-                    continue
-                env[out.id] = permute(table[e.prim](e, *[env[v.id] for v in e.inputs]), out.physical_order)
-            results = [permute(env[v.id], v.type.names).expr for v in program.outputs]
+            outs = emit_program(ctx, program, [Named(p, v.type.names) for v, p in zip(program.inputs, params)])
+            results = [permute(r, v.type.names).expr for r, v in zip(outs, program.outputs)]
             gv = bb.emit_output(relax.Tuple(results))
         bb.emit_func_output(gv)
     return relax.transform.DeadCodeElimination()(bb.get())  # permutes that `permute` composed away
+
+
+from . import control as _control  # noqa: E402,F401  (adds scan and cond to LOWERINGS; it builds on the above)

@@ -10,6 +10,10 @@ Lowering signature::
 
     lowering(args: list[jax.Array], ins: Sequence[Value], out: Value, **params) -> (jax.Array, order)
 
+A primitive with ``multiple_results`` (scan, cond) gets ``outs`` (all its output values) instead of
+``out`` and returns a list of ``(array, order)``, one per output. Sub-programs (a scan's body, a
+cond's branches) are lowered by `to_jax` itself, inside `lax.scan`/`lax.cond`: the loop stays a loop.
+
 No primitive mentions an axis number in the IR; positions are computed here, from the names.
 """
 
@@ -308,6 +312,59 @@ def _take(args, ins, out, *, dim: str):
     return jnp.take(x, idx, axis=ax), (*px[:ax], *pi, *px[ax + 1:])
 
 
+def _gather(args, ins, out, *, dim: str):
+    """take_along_axis on x aligned to the indices' dims (plus `dim` last when they lack it); negative
+    indices wrap, out-of-range ones are clamped (compiled code cannot raise as the reference does)."""
+    (x, idx), (px, pi) = args, (ins[0].physical_order, ins[1].physical_order)
+    order = pi if dim in pi else (*pi, dim)
+    ib = idx if dim in pi else idx[..., None]
+    n = ins[0].type.size(dim)
+    y = jnp.take_along_axis(align(x, px, order), jnp.where(ib < 0, ib + n, ib), axis=order.index(dim),
+                            mode="clip")
+    return (y, order) if dim in pi else (y[..., 0], pi)
+
+
+# ----------------------------------------------------------------------------------------------
+# cumulative
+# ----------------------------------------------------------------------------------------------
+
+def _cumulative(fn: Callable[..., jax.Array]) -> Lowering:
+    def lower(args, ins, out, *, dim: str, reverse: bool):
+        order = ins[0].physical_order
+        x = args[0]
+        y = fn(_widen(x), order.index(dim), reverse=reverse)
+        return y.astype(x.dtype), order
+    return lower
+
+
+# ----------------------------------------------------------------------------------------------
+# control flow: sub-programs run through to_jax, in their logical orders at the boundary
+# ----------------------------------------------------------------------------------------------
+
+def _scan(args, ins, outs, *, body: Program, over: str, reverse: bool, num_consts: int, num_carry: int,
+          precision: lax.Precision = lax.Precision.HIGHEST):
+    """lax.scan over ``over``: xs move it to the front, carries and consts go in their logical orders."""
+    step_fn = to_jax(body, precision)
+    logical = [transpose(a, v.physical_order, v.type.names) for a, v in zip(args, ins)]
+    split = num_consts + num_carry
+    consts, init = logical[:num_consts], logical[num_consts:split]
+    xs = [transpose(a, v.type.names, (over, *[n for n in v.type.names if n != over]))
+          for a, v in zip(logical[split:], ins[split:])]
+
+    def step(carry, x_t):
+        results = step_fn(*consts, *carry, *x_t)
+        return results[:num_carry], results[num_carry:]
+    carry, ys = lax.scan(step, init, xs, reverse=reverse)
+    return [(a, v.type.names) for a, v in zip([*carry, *ys], outs)]
+
+
+def _cond(args, ins, outs, *, true_branch: Program, false_branch: Program,
+          precision: lax.Precision = lax.Precision.HIGHEST):
+    ops_ = [transpose(a, v.physical_order, v.type.names) for a, v in zip(args[1:], ins[1:])]
+    results = lax.cond(args[0], to_jax(true_branch, precision), to_jax(false_branch, precision), *ops_)
+    return [(a, v.type.names) for a, v in zip(results, outs)]
+
+
 # ----------------------------------------------------------------------------------------------
 # the table
 # ----------------------------------------------------------------------------------------------
@@ -326,11 +383,14 @@ LOWERINGS: dict[str, Lowering] = {
     "contract": _contract, "conv2d": _conv2d, "pool2d": _pool2d,
     "align": _align, "squeeze": _squeeze, "rename": _rename, "flatten": _flatten, "unflatten": _unflatten,
     "select": _select, "slice": _slice, "concat": _concat, "take": _take,
+    "gather": _gather,
+    "cumsum": _cumulative(lax.cumsum), "cumprod": _cumulative(lax.cumprod),
+    "scan": _scan, "cond": _cond,
 }
-_PRECISION_AWARE = {"contract", "conv2d"}
+_PRECISION_AWARE = {"contract", "conv2d", "scan", "cond"}
 
 
-def to_jax(program: Program, precision: str = "highest",
+def to_jax(program: Program, precision: str | lax.Precision = "highest",
            constrain: Callable[[jax.Array, Value], jax.Array] | None = None) -> Callable[..., list[jax.Array]]:
     """A JAX function equivalent to ``program``: it takes the inputs in their LOGICAL order and returns
     the outputs (a list) in their logical order; in between every value is in its physical order.
@@ -338,7 +398,7 @@ def to_jax(program: Program, precision: str = "highest",
     ``constrain(array, value)``, when given, is applied to every equation's result (sharding uses it to
     add `with_sharding_constraint`). Every primitive of ``program`` must be in `LOWERINGS`.
     """
-    prec = PRECISIONS[precision]
+    prec = PRECISIONS[precision] if isinstance(precision, str) else precision
 
     def fn(*args: jax.Array) -> list[jax.Array]:
         env: dict[int, jax.Array] = {}
@@ -346,13 +406,18 @@ def to_jax(program: Program, precision: str = "highest",
             env[v.id] = transpose(a, v.type.names, v.physical_order)
         for e in program.eqns:
             params = e.kwargs | ({"precision": prec} if e.prim in _PRECISION_AWARE else {})
-            y, order = LOWERINGS[e.prim]([env[v.id] for v in e.inputs], e.inputs, e.out, **params)
-            y = transpose(y, order, e.out.physical_order)
-            want = (_shape(e.out, e.out.physical_order), _dtype(e.out))
-            if (y.shape, y.dtype) != want:  # a bug in a lowering, never the user's fault
-                raise AssertionError(f"xla lowering of {e.prim} gave {y.dtype}{list(y.shape)}, "
-                                     f"the rule says {want[1]}{list(want[0])} in order {e.out.physical_order}")
-            env[e.out.id] = constrain(y, e.out) if constrain else y
+            args = [env[v.id] for v in e.inputs]
+            if ops.get(e.prim).multiple_results:
+                results = LOWERINGS[e.prim](args, e.inputs, e.outputs, **params)
+            else:
+                results = [LOWERINGS[e.prim](args, e.inputs, e.out, **params)]
+            for v, (y, order) in zip(e.outputs, results, strict=True):
+                y = transpose(y, order, v.physical_order)
+                want = (_shape(v, v.physical_order), _dtype(v))
+                if (y.shape, y.dtype) != want:  # a bug in a lowering, never the user's fault
+                    raise AssertionError(f"xla lowering of {e.prim} gave {y.dtype}{list(y.shape)}, "
+                                         f"the rule says {want[1]}{list(want[0])} in order {v.physical_order}")
+                env[v.id] = constrain(y, v) if constrain else y
         return [transpose(env[v.id], v.physical_order, v.type.names) for v in program.outputs]
 
     fn.__name__ = fn.__qualname__ = "nir_program"  # names the module in StableHLO/HLO dumps

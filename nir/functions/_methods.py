@@ -16,7 +16,7 @@ _METHODS = (
     "exp log sqrt rsqrt tanh sigmoid relu gelu sin cos erf abs neg clamp maximum minimum logical_not "
     "sum mean prod max min amax amin std var logsumexp argmax argmin softmax log_softmax "
     "matmul mm bmm mv dot rename refine_names align_to align_as flatten unflatten transpose t permute "
-    "select narrow squeeze unsqueeze view reshape expand masked_fill unbind cast"
+    "select narrow squeeze unsqueeze view reshape expand masked_fill unbind cast cumsum cumprod gather"
 ).split()
 
 

@@ -317,3 +317,35 @@ def take(x: NamedTensor, indices: NamedTensor, dim: Dim) -> NamedTensor:
     if indices.dtype not in ("int32", "int64"):
         raise TypeError(f"take: indices must be int32 or int64, got {indices.dtype}")
     return bind("take", [x, _fresh_unnamed(indices)], dim=x._ir_name(dim, "take"))
+
+
+def gather(x: NamedTensor, dim: Dim, index: NamedTensor) -> NamedTensor:
+    """torch.gather: ``out[..., i, ...] = x[..., index[..., i, ...], ...]`` along ``dim``. ``index`` has as many
+    dims as ``x``; its other dims pair with x's by position (names must agree, unnamed matches anything;
+    where the index is shorter, ``x`` is narrowed to it, as torch does). The result has the index's sizes,
+    x's names, and at ``dim`` the index's name if it has one:
+    ``gather(scores{B, T, V}, 'V', top{B, T, K}) -> {B, T, K}``."""
+    if index.dtype not in ("int32", "int64"):
+        raise TypeError(f"gather: index must be int32 or int64, got {index.dtype}")
+    if index.ndim != x.ndim:
+        raise NamedShapeError(f"gather: index {index.type.pretty()} and input {x.type.pretty()} must have the same "
+                              f"number of dims ({index.ndim} != {x.ndim}); unsqueeze or expand the index")
+    name = x._ir_name(dim, "gather")
+    pos = x.type.names.index(name)
+    mapping: dict[str, str] = {}
+    for p, (xn, idn, xs, ids) in enumerate(zip(x.names, index.names, x.shape, index.shape)):
+        if p == pos:
+            mapping[index.type.names[p]] = idn if idn is not None else name
+            continue
+        if xn is not None and idn is not None and xn != idn:
+            raise NamedShapeError(f"gather: dim {idn!r} of the index and dim {xn!r} of the input are at the same "
+                                  f"position but do not match ({_pretty(index, x)}); rename() one of them")
+        if ids > xs:
+            raise IndexError(f"gather: index dim {p} has size {ids}, more than the input's {xs} ({_pretty(index, x)})")
+        if ids < xs:
+            x = narrow(x, p, 0, ids)
+        mapping[index.type.names[p]] = x.type.names[p]
+    if mapping[index.type.names[pos]] in x.type.names and mapping[index.type.names[pos]] != name:
+        raise NamedShapeError(f"gather: the index names dim {pos} {mapping[index.type.names[pos]]!r}, which is another "
+                              f"dim of the input ({_pretty(index, x)}); rename() it")
+    return bind("gather", [x, _rename_ir(index, mapping)], dim=name)

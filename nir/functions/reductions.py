@@ -1,4 +1,5 @@
-"""Reductions of the named API by name or index: sum/mean/prod/var/std/max/min/arg*/logsumexp, softmax."""
+"""Reductions of the named API by name or index: sum/mean/prod/var/std/max/min/arg*/logsumexp, softmax;
+cumsum/cumprod."""
 
 from __future__ import annotations
 
@@ -153,3 +154,22 @@ def log_softmax(x: NamedTensor, dim: Dim, dtype: Any = None) -> NamedTensor:
     """Log-softmax along ``dim`` (one name or index; ``dim=None`` is refused)."""
     x = cast(x, dtype) if dtype is not None else (x if is_float(x.dtype) else _cast(x, "float32"))
     return bind("log_softmax", [x], dim=x._ir_name(dim, "log_softmax"))
+
+
+def _cumulative(prim: str, x: NamedTensor, dim: Dim, dtype: Any) -> NamedTensor:
+    if dtype is not None:
+        x = cast(x, dtype)
+    elif not is_float(x.dtype):
+        x = _cast(x, "int64")  # PyTorch accumulates integers and bools as int64
+    return bind(prim, [x], dim=x._ir_name(dim, prim), reverse=False)
+
+
+def cumsum(x: NamedTensor, dim: Dim, dtype: Any = None) -> NamedTensor:
+    """Running sum along ``dim`` (a name or an index); integers and bools accumulate as int64:
+    ``mask.cumsum('T')``."""
+    return _cumulative("cumsum", x, dim, dtype)
+
+
+def cumprod(x: NamedTensor, dim: Dim, dtype: Any = None) -> NamedTensor:
+    """Running product along ``dim``; integers and bools accumulate as int64."""
+    return _cumulative("cumprod", x, dim, dtype)

@@ -18,7 +18,10 @@ class Primitive:
     """One IR operation: ``rule(*in_types, **params) -> out_type``, ``impl(*arrays, **params)``.
 
     ``kind`` groups primitives for backends and the fuzzer: elementwise, reduction, layout,
-    contraction, window, normalization, creation, index.
+    contraction, window, normalization, creation, index, control.
+
+    ``multiple_results``: the rule returns a tuple of types and the implementation a list of arrays,
+    one per output (scan's carries and stacked outputs); otherwise exactly one of each.
     """
 
     name: str
@@ -27,13 +30,15 @@ class Primitive:
     rule: Rule = field(repr=False)
     impl: Impl = field(repr=False)
     doc: str = ""
+    multiple_results: bool = False
 
 
 PRIMITIVES: dict[str, Primitive] = {}
 
 
-def _register(name: str, kind: str, arity: int | None, rule: Rule, impl: Impl, doc: str = "") -> None:
-    PRIMITIVES[name] = Primitive(name, kind, arity, rule, impl, doc)
+def _register(name: str, kind: str, arity: int | None, rule: Rule, impl: Impl, doc: str = "",
+              multiple_results: bool = False) -> None:
+    PRIMITIVES[name] = Primitive(name, kind, arity, rule, impl, doc, multiple_results)
 
 
 def get(name: str) -> Primitive:

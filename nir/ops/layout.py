@@ -1,4 +1,4 @@
-"""Layout and indexing primitives: align, squeeze, rename, flatten/unflatten, select, slice, concat, take."""
+"""Layout and indexing primitives: align, squeeze, rename, flatten/unflatten, select, slice, concat, take, gather."""
 
 from __future__ import annotations
 
@@ -130,6 +130,36 @@ def _take_impl(x: np.ndarray, idx: np.ndarray, *, types, out: TensorType, dim: s
     return np.take(x, idx, axis=ax)
 
 
+def _gather_rule(x: TensorType, idx: TensorType, *, dim: str) -> TensorType:
+    _check_present("gather", x, (dim,))
+    if idx.dtype not in ("int32", "int64"):
+        raise _fail("gather", f"indices must be int32 or int64, got {idx.dtype}", x, idx)
+    missing = [n for n in x.names if n != dim and n not in idx.names]
+    if missing:
+        raise _fail("gather", f"dims {missing} of the input are not dims of the indices", x, idx,
+                    fix=f"Every dim of the input but {dim!r} is matched by name in the indices: align_to() or "
+                        "expand the indices, or reduce/select those dims of the input first")
+    differ = [n for n in x.names if n != dim and x.size(n) != idx.size(n)]
+    if differ:
+        raise _fail("gather", f"dims {differ} have different sizes in the input and the indices", x, idx,
+                    fix="narrow() the input to the indices' sizes")
+    return idx.with_dtype(x.dtype)
+
+
+def _gather_impl(x: np.ndarray, idx: np.ndarray, *, types, out: TensorType, dim: str) -> np.ndarray:
+    tx, ti = types
+    order = ti.names if dim in ti.names else (*ti.names, dim)  # `dim` last when the indices lack it
+    ib = idx if dim in ti.names else idx[..., None]
+    ax = order.index(dim)
+    n = tx.size(dim)
+    if idx.size and (idx.min() < -n or idx.max() >= n):
+        raise IndexError(f"gather: an index is out of range for {dim}={n}")
+    xb = to_order(x, tx.names, order)
+    xb = np.broadcast_to(xb, tuple(n if i == ax else s for i, s in enumerate(ib.shape)))
+    y = np.take_along_axis(xb, np.where(ib < 0, ib + n, ib), axis=ax)
+    return y if dim in ti.names else y[..., 0]
+
+
 _register("align", "layout", 1, _align_rule, _align_impl,
           "reorder to `dims`, inserting new dims and expanding size-1 dims (permute/unsqueeze/expand by name)")
 _register("squeeze", "layout", 1, _squeeze_rule,
@@ -147,3 +177,5 @@ _register("slice", "index", 1, _slice_rule,
           "a strided range along `dim`")
 _register("concat", "index", None, _concat_rule, _concat_impl, "join along `dim`")
 _register("take", "index", 2, _take_rule, _take_impl, "gather along `dim` with an integer index tensor")
+_register("gather", "index", 2, _gather_rule, _gather_impl,
+          "torch.gather by name: the indices' dims name the result; the input's other dims are matched by name")

@@ -6,8 +6,10 @@ import pytest
 import nir
 from nir.bench.workloads import FAMILIES, SIZES, WORKLOADS, select
 
+DEFAULT = [name for name, w in WORKLOADS.items() if w.default]  # the zoo has tests of its own (tests/zoo)
 
-@pytest.mark.parametrize("name", WORKLOADS)
+
+@pytest.mark.parametrize("name", DEFAULT)
 def test_inputs_are_deterministic_per_seed(name):
     w = WORKLOADS[name]
     a, b, c = w.make_inputs("small", 0), w.make_inputs("small", 0), w.make_inputs("small", 1)
@@ -15,7 +17,7 @@ def test_inputs_are_deterministic_per_seed(name):
     assert any(not np.array_equal(x.numpy(), y.numpy()) for x, y in zip(a, c))
 
 
-@pytest.mark.parametrize("name", WORKLOADS)
+@pytest.mark.parametrize("name", DEFAULT)
 def test_both_sizes_trace_with_every_input_named(name):
     w = WORKLOADS[name]
     for size in SIZES:
@@ -27,13 +29,15 @@ def test_both_sizes_trace_with_every_input_named(name):
 
 def test_registry_has_the_issue_workloads():
     assert {"normalize_nchw", "normalize_nhwc", "lenet5", "mlp", "attention", "conv3x3", "layer_norm", "softmax",
-            "rnn"} <= set(WORKLOADS)
-    assert all(set(w.peers) == {"numpy", "torch", "jax"} for w in WORKLOADS.values())
+            "rnn", "rnn_scan", "rnn_scan_512", "rnn_512"} <= set(WORKLOADS)
+    assert all(set(WORKLOADS[n].peers) == {"numpy", "torch", "jax"} for n in DEFAULT)
 
 
 def test_select_takes_names_and_families():
     assert [w.name for w in select("mlp,cnn")] == ["mlp", "lenet5", "conv3x3"]
-    assert len(select(None)) == len(WORKLOADS)
+    assert [w.name for w in select(None)] == DEFAULT
+    assert len(select("all")) == len(WORKLOADS)
+    assert "rnn_512" in [w.name for w in select("rnn")]  # a non-default workload runs when its family is named
     assert set(FAMILIES) == {w.family for w in WORKLOADS.values()}
 
 

@@ -150,3 +150,11 @@ def test_regressions_found_by_fuzzing(seed: int, case: int, backend: str) -> Non
         pytest.skip(f"{backend} not installed")
     fails, _ = fuzz.check_case(seed=seed, case=case, backends=[backend])
     assert not fails, fails[0].report()
+
+
+def test_generated_programs_include_cumulative_sums_products_and_gathers() -> None:
+    prims = set()
+    for case in range(80):
+        p, _ = fuzz.random_program(0, case)
+        prims |= set(p.prims())
+    assert {"cumsum", "cumprod", "gather"} <= prims

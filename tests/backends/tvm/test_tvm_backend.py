@@ -490,9 +490,9 @@ def test_export_load_round_trip(tmp_path: pathlib.Path):
     inputs = random_inputs(program, seed=5)
     exe = backend.build(program, parse_target("llvm"))
     exe.export(tmp_path)
-    manifest = read_manifest(tmp_path)
-    assert manifest["backend"] == "tvm" and manifest["files"] == {"library": "model.so"}
-    assert (tmp_path / "model.so").is_file() and manifest["tvm_version"] == tvm.__version__
+    manifest = read_manifest(tmp_path)["signatures"][0]
+    assert manifest["backend"] == "tvm" and manifest["files"] == {"library": "sig0/model.so", "program": "sig0/program.nir"}
+    assert (tmp_path / "sig0" / "model.so").is_file() and manifest["tvm_version"] == tvm.__version__
     loaded = backend.load(tmp_path, manifest)
     assert loaded.program is None  # the runtime alone: no program, no lowering
     for got, want in zip(loaded(*inputs), exe(*inputs)):
@@ -506,7 +506,7 @@ def test_loading_an_artifact_built_for_another_cpu_warns(tmp_path: pathlib.Path)
     exe = backend.build(program, parse_target("llvm -mcpu=x86-64"))  # generic code runs on any x86-64
     exe.export(tmp_path)
     with pytest.warns(RuntimeWarning, match="compiled for CPU x86-64"):
-        loaded = backend.load(tmp_path, read_manifest(tmp_path))
+        loaded = backend.load(tmp_path, read_manifest(tmp_path)["signatures"][0])
     inputs = random_inputs(program)
     assert_close(loaded(*inputs), reference(program, inputs), "float32")
 
@@ -520,7 +520,7 @@ def cuda_export(tmp_path_factory):
     exe = backend.build(program, parse_target("cuda -arch=sm_80"))
     path = tmp_path_factory.mktemp("cuda")
     exe.export(path)
-    return path, read_manifest(path), exe, program
+    return path, read_manifest(path)["signatures"][0], exe, program
 
 
 def test_cuda_artifacts_contain_kernels(cuda_export):

@@ -147,7 +147,7 @@ def test_accelerator_targets_export_for_their_platform(tmp_path, target, platfor
     with pytest.raises(BackendError, match="optimized HLO"):
         exe.backend_ir("optimized_hlo")
     exe.export(tmp_path)
-    manifest = read_manifest(tmp_path)
+    manifest = read_manifest(tmp_path)["signatures"][0]
     assert manifest["backend"] == "xla" and manifest["platforms"] == [platform]
     blob = (tmp_path / manifest["files"]["exported"]).read_bytes()
     assert jax_export.deserialize(bytearray(blob)).platforms == (platform,)
@@ -160,10 +160,10 @@ def test_cpu_artifact_round_trip(tmp_path):
     inputs = random_inputs(program)
     exe = xla.build(program, "llvm", compiler_options={"xla_cpu_enable_fast_math": False})
     exe.export(tmp_path)
-    loaded = xla.load(tmp_path, read_manifest(tmp_path))
+    loaded = xla.load(tmp_path, read_manifest(tmp_path)["signatures"][0])
     for a, b in zip(loaded(*inputs), exe(*inputs)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    assert read_manifest(tmp_path)["compiler_options"] == {"xla_cpu_enable_fast_math": False}
+    assert read_manifest(tmp_path)["signatures"][0]["compiler_options"] == {"xla_cpu_enable_fast_math": False}
 
 
 def test_compiler_options_reach_xla():

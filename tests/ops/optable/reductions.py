@@ -87,6 +87,15 @@ def _empty_errors(name):
         E(T("N0 C4"), "N", exc=NamedShapeError, match="cannot reduce the empty dim 'N'")]
 
 
+def _arg_errors(name):
+    return lambda: [
+        E(T("N3 C4"), "H", exc=NamedShapeError, match=f"{name}: name 'H' not found in {{N: 3, C: 4}}"),
+        E(T("N3 C4"), -3, exc=IndexError, match=f"{name}: dim -3 is out of range"),
+        E(T("N3 C4"), ["C", 1], exc=TypeError, match=f"{name}: a dim is a name or an int"),
+        E(T("N0 C4"), "N", exc=NamedShapeError, match="cannot reduce the empty dim 'N'"),
+    ]
+
+
 def _max_samples(torch_fn):
     def samples(d):
         x = T(X, d, "distinct")
@@ -140,7 +149,8 @@ def _softmax_samples(torch_fn):
 
 TABLE = [
     OpInfo("sum", _sum_samples, ALL, errors=_reduce_errors("sum")),
-    OpInfo("prod", _prod_samples, ALL, errors=_reduce_errors("prod")),
+    OpInfo("prod", _prod_samples, ALL, errors=lambda: _reduce_errors("prod")() + [
+        E(T("N3 C4"), None, exc=NamedShapeError, match="prod: dim=None names no dim of {N: 3, C: 4}")]),
     OpInfo("mean", _mean_samples, FLOATS, errors=_float_errors("mean")),
     OpInfo("var", _var_samples(torch.var), FLOATS, errors=_float_errors("var")),
     OpInfo("std", _var_samples(torch.std), FLOATS, errors=_float_errors("std")),
@@ -148,13 +158,12 @@ TABLE = [
     OpInfo("amin", _amax_samples(torch.amin), ALL, errors=_empty_errors("amin")),
     OpInfo("max", _max_samples(torch.max), NUMBERS),
     OpInfo("min", _max_samples(torch.min), NUMBERS),
-    OpInfo("argmax", _arg_samples(torch.argmax), NUMBERS, errors=_empty_errors("argmax")),
-    OpInfo("argmin", _arg_samples(torch.argmin), NUMBERS, errors=_empty_errors("argmin")),
+    OpInfo("argmax", _arg_samples(torch.argmax), NUMBERS, errors=_arg_errors("argmax")),
+    OpInfo("argmin", _arg_samples(torch.argmin), NUMBERS, errors=_arg_errors("argmin")),
     OpInfo("logsumexp", _logsumexp_samples, FLOATS, errors=_float_errors("logsumexp")),
     OpInfo("softmax", _softmax_samples(torch.softmax), FLOATS, errors=lambda: [
         E(T("N3 C4"), "H", exc=NamedShapeError, match="softmax: name 'H' not found"),
-        E(T("N3 C4"), None, exc=Exception, match="softmax", xfail="issue 13 (conform): an implicit dim on a named "
-                                                                   "tensor must be refused, as PyTorch does")]),
+        E(T("N3 C4"), None, exc=NamedShapeError, match="implicit dims are refused: look up dimensions by name")]),
     OpInfo("log_softmax", _softmax_samples(torch.log_softmax), FLOATS, errors=lambda: [
         E(T("N3 C4"), 5, exc=IndexError, match="log_softmax: dim 5 is out of range")]),
 ]
