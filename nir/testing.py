@@ -145,6 +145,7 @@ def _cases(dtype: str) -> list[tuple[str, str, Program]]:
     cases.append(("unflatten", "split", _one("unflatten", [_T({"N": 2, "D": 12}, f)], dim="D",
                                              parts=(("H", 3), ("W", 4)))))
     cases.append(("select", "mid", _one("select", [NCHW], dim="C", index=1)))
+    cases.append(("select", "off-centre", _one("select", [NCHW], dim="W", index=4)))  # its mirror is index 1
     cases.append(("slice", "strided", _one("slice", [NCHW], dim="W", start=1, stop=6, step=2)))
     cases.append(("concat", "three", _one("concat", [NC, _T({"C": 4, "N": 2}, f), _T({"N": 1, "C": 4}, f)],
                                           dim="N")))
