@@ -104,8 +104,12 @@ def _max_samples(torch_fn):
             S(x, "C", names=("N", "H"), torch=lambda t: torch_fn(t, 1)),
             S(x, -3, keepdim=True, names=("N", "C", "H"), torch=lambda t: torch_fn(t, 0, keepdim=True)),
             S(x, T("C4 H5", d), names=("N", "C", "H"), torch=lambda t, o: torch_fn(t, o), label=f"other-{d}"),
+            S(T("N3 C5", d, values=TIES), "C", names=("N",), torch=lambda t: torch_fn(t, 1), label=f"ties-{d}"),
         ]
     return samples
+
+
+TIES = ((1, 0, 0, 2, 2), (3, 3, 1, 1, 0), (2, 2, 2, 2, 2))  # PyTorch: the first of equal extremes wins
 
 
 def _arg_samples(torch_fn):
@@ -116,6 +120,8 @@ def _arg_samples(torch_fn):
             S(x, "H", names=("N", "C"), torch=lambda t: torch_fn(t, 2)),
             S(x, -2, keepdim=True, names=("N", "C", "H"), torch=lambda t: torch_fn(t, -2, keepdim=True)),
             S(T("N1", d), 0, names=(), torch=lambda t: torch_fn(t, 0)),
+            S(T("N3 C5", d, values=TIES), "C", names=("N",), torch=lambda t: torch_fn(t, 1), label=f"ties-{d}"),
+            S(T("N3 C5", d, values=TIES), "N", names=("C",), torch=lambda t: torch_fn(t, 0), label=f"ties-N-{d}"),
         ]
     return samples
 
