@@ -349,6 +349,12 @@ def check_case(seed: int, case: int, backends: Sequence[str], max_ops: int = 6
     primitive) or checked at a tolerance that could hide a 0.1% error (`Expected.weakness`)."""
     program, inputs = random_program(seed, case, max_ops)
     program = random_layouts(program, np.random.default_rng([seed, case, 1]))
+    return _check_backends(seed, case, program, inputs, backends)
+
+
+def _check_backends(seed: int, case: int, program: Program, inputs: Sequence[np.ndarray], backends: Sequence[str]
+                    ) -> tuple[list[Failure], Counter[str]]:
+    """Run ``program`` on each backend and compare with its float64 answer; (failures, unchecked by reason)."""
     exp = expected(program, inputs, seed=case)
     failures, unchecked = [], Counter()
     for b in backends:

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import torch
 
+import nir
 from nir.types import NamedShapeError
 
 from .core import ALL, E, OpInfo, S, T
 
 X = "N3 C4 H5"
+F = torch.nn.functional
 
 
 def same(x):
@@ -280,3 +282,42 @@ TABLE = [
     OpInfo("take", _take_samples, ALL, method=None, errors=lambda: [
         E(T("V5 D4"), T("B2"), "V", exc=TypeError, match="take: indices must be int32 or int64, got float32")]),
 ]
+
+
+# -- pad and scatter_add arrive with autodiff (issue 14): their entries join once nir has them ----------
+
+def _pad_samples(d):
+    def interior(t):  # lax.pad's interior padding: one value between neighbours along W (dim 2)
+        out = torch.full((*t.shape[:2], 2 * t.shape[2] - 1), 0.5, dtype=t.dtype)
+        out[..., ::2] = t
+        return out
+    x = T("N2 H3 W4", d)
+    return [
+        S(x, {"H": (1, 2), "W": 1}, names=("N", "H", "W"), torch=lambda t: F.pad(t, (1, 1, 1, 2))),
+        S(x, {-1: (-1, 2)}, value=0.5, names=("N", "H", "W"), torch=lambda t: F.pad(t, (-1, 2), value=0.5)),
+        S(x, {"W": (0, 0, 1)}, value=0.5, names=("N", "H", "W"), torch=interior),
+        S(x, {}, names=("N", "H", "W"), torch=same),
+    ]
+
+
+def _scatter_add_samples(d):
+    def index_add(x, i, u, n=5):
+        i = torch.where(i < 0, i + n, i)
+        return x.index_add(0, i.reshape(-1), u.reshape(-1, x.shape[1]))
+    return [
+        S(T("V5 D4", d), T("B2 S3", "int64", "index", high=5), T("B2 S3 D4", d), "V", names=("V", "D"),
+          torch=index_add),
+        S(T("V5 D4", d), T("K6", "int32", values=(0, 4, 0, 4, 4, 1)), T("K6 D4", d), 0, names=("V", "D"),
+          torch=index_add, label=f"repeated-{d}"),
+    ]
+
+
+if hasattr(nir, "pad"):
+    TABLE += [
+        OpInfo("pad", _pad_samples, ALL, method=None, errors=lambda: [
+            E(T("N2 H3"), {"H": (1, 2, 3, 4)}, exc=ValueError, match="pad: the padding of 'H' must be an int")]),
+        OpInfo("scatter_add", _scatter_add_samples, ("float32", "float64", "int64"), method=None, errors=lambda: [
+            E(T("V5 D4"), T("B2"), T("B2 D4"), "V", exc=TypeError, match="scatter_add: indices must be int32"),
+            E(T("V5 D4"), T("B2", "int64", "index", high=5), T("B2 E4"), "V", exc=NamedShapeError,
+              match="must have the dims of take(x, indices, 'V')")]),
+    ]
