@@ -107,6 +107,8 @@ def _cases(dtype: str) -> list[tuple[str, str, Program]]:
         cases.append((name, "one", _one(name, [NCHW], dims=("C",))))
         cases.append((name, "two", _one(name, [NCHW], dims=("W", "N"))))
     cases.append(("reduce_sum", "all", _one("reduce_sum", [NC], dims=("N", "C"))))
+    # long enough that accumulating in float16/bfloat16 themselves (not float32) would be far off
+    cases.append(("reduce_sum", "long", _one("reduce_sum", [_T({"N": 2, "K": 600}, f)], dims=("K",))))
     for name in ("argmax", "argmin"):
         cases.append((name, "inner", _one(name, [NCHW], dim="W")))
         cases.append((name, "outer", _one(name, [NCHW], dim="N")))
@@ -196,7 +198,8 @@ def op_samples(dtype: str = "float32", seed: int = 0) -> list[OpSample]:
     out = []
     for i, (prim, label, program) in enumerate(_cases(dtype)):
         rng = np.random.default_rng(seed + i)
-        inputs = tuple(random_array(v.type, rng, positive=prim in POSITIVE) for v in program.inputs)
+        positive = prim in POSITIVE or label == "long"  # (a long sum of positive terms shows its accumulator)
+        inputs = tuple(random_array(v.type, rng, positive=positive) for v in program.inputs)
         out.append(OpSample(prim, label, dtype, program, inputs))
     return out
 

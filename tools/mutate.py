@@ -123,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     for m, verdict, tail, secs in results:
         print(f"| `{m.id}` | {m.what} | `{' '.join(m.tests)}` | {verdict} |")
     survived = [m.id for m, v, _, _ in results if v != "killed"]
-    print(f"\n{len(results) - len(survived)} of {len(results)} killed" + (f"; not killed: {survived}" if survived else ""))
+    print(f"\n{len(results) - len(survived)} of {len(results)} killed"
+          + (f"; not killed: {survived}" if survived else ""))
     return 1 if survived else 0
 
 

@@ -72,6 +72,9 @@ def _arange_samples(d):
         S(0.5, 3, dtype="float16", names=(None,), torch=lambda: torch.arange(0.5, 3, dtype=torch.float16)),
         S(-3, 4, dtype="int32", names=(None,), torch=lambda: torch.arange(-3, 4, dtype=torch.int32)),
         S(2, 9, 2, dtype="float64", names=(None,), torch=lambda: torch.arange(2, 9, 2, dtype=torch.float64)),
+        # float64 values that float32 arithmetic would round (start + k * step, computed in float64)
+        S(0.1, 1.05, 0.1, dtype="float64", names=(None,),
+          torch=lambda: torch.arange(0.1, 1.05, 0.1, dtype=torch.float64)),
     ]
 
 

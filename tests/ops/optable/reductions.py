@@ -38,7 +38,10 @@ def _reduce_errors(name):
 
 
 def _sum_samples(d):
-    return _dim_samples(torch.sum, d) + [S(T(X, d), names=(), torch=torch.sum, label=f"all-{d}")]
+    # a long sum of positive terms: accumulated in float16/bfloat16 themselves it would drift by percents
+    return _dim_samples(torch.sum, d) + [S(T(X, d), names=(), torch=torch.sum, label=f"all-{d}"),
+                                         S(T("N2 K600", d, "positive"), "K", names=("N",), label=f"long-{d}",
+                                           torch=lambda t: torch.sum(t, 1))]
 
 
 def _prod(t, dim=None, keepdim=False):
