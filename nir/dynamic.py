@@ -5,8 +5,9 @@ or the sizes given with ``dynamic={"N": (8, 32, 128)}``). A call with ``N=5`` pa
 by repeating their last row, runs the ``N=8`` program, and returns the first 5 rows of each output.
 
 That is only right when no op of the program combines values across rows of ``N``: a reduction,
-contraction, softmax or normalization over ``N``, a concat/select/slice/take/flatten/unflatten along it,
-or a convolution over it would see the padding. Before building a bucket, nir traces the function at two
+contraction, softmax, normalization or cumulative sum over ``N``, a concat/select/slice/take/gather/
+flatten/unflatten along it, a convolution over it, or a scan/cond whose sub-program sees it would see
+the padding (the table `ACROSS` says which dims each primitive combines). Before building a bucket, nir traces the function at two
 sizes of every dynamic dim, finds which dims of which values follow it (through renames and
 broadcasts), and refuses — naming the op and the dim — when any op combines across one of them, or when
 anything else in the program depends on the size (a constant made from ``x.size("N")``, say).
@@ -92,6 +93,16 @@ def _conv(params: Mapping[str, Any], i: int) -> tuple[str, ...]:
     return (params["channels"], *params["spatial"])
 
 
+def _sub_program_inputs(key: str, offset: int) -> Callable[[Mapping[str, Any], int], tuple[str, ...]]:
+    """Control flow: every dim of every input its sub-program sees (conservative: a body may mix any)."""
+    def across(params: Mapping[str, Any], i: int) -> tuple[str, ...]:
+        if i < offset:
+            return ()
+        names = params[key].inputs[i - offset].type.names
+        return (*names, params["over"]) if "over" in params else names
+    return across
+
+
 # prim -> (params, input index) -> the dims of that input whose rows the op combines. Elementwise and
 # creation primitives combine nothing (see `_across`); a primitive in neither is refused until listed.
 ACROSS: dict[str, Callable[[Mapping[str, Any], int], tuple[str, ...]]] = {
@@ -104,6 +115,8 @@ ACROSS: dict[str, Callable[[Mapping[str, Any], int], tuple[str, ...]]] = {
     "conv2d": _conv,
     "pool2d": _param("spatial", False),
     "align": _none, "rename": _none, "squeeze": _none,
+    **{p: _param("dim", True) for p in ("cumsum", "cumprod", "gather")},
+    "scan": _sub_program_inputs("body", 0), "cond": _sub_program_inputs("true_branch", 1),
 }
 _ROWWISE_KINDS = ("elementwise", "creation")
 

@@ -18,15 +18,18 @@ FAMILIES: tuple[str, ...] = tuple(dict.fromkeys(w.family for w in WORKLOADS.valu
 
 
 def select(names: str | None) -> list[Workload]:
-    """Workloads named in a comma-separated list of workload or family names: None or "" gives the default
-    ones (every family but the zoo), "all" every one."""
+    """Workloads named in a comma-separated list of workload or family names (a workload's name wins
+    over a family of that name): None or "" gives the default ones (every family but the zoo, and not
+    the slow variants), "all" every one."""
     if names in (None, ""):
         return [w for w in WORKLOADS.values() if w.default]
     if names == "all":
         return list(WORKLOADS.values())
     chosen: dict[str, Workload] = {}
     for item in (n.strip() for n in names.split(",") if n.strip()):
-        matches = [w for w in WORKLOADS.values() if item in (w.name, w.family)]
+        # a workload's own name wins over a family of the same name ("rnn", "mlp")
+        matches = [w for w in WORKLOADS.values() if item == w.name] or \
+            [w for w in WORKLOADS.values() if item == w.family]
         if not matches:
             raise ValueError(f"unknown workload or family {item!r}; workloads: {', '.join(WORKLOADS)}; "
                              f"families: {', '.join(FAMILIES)}")

@@ -4,7 +4,7 @@ Two ways to write the loop, at T = 16 and T = 512:
 
 * ``rnn`` / ``rnn_512``: a Python loop, which tracing unrolls (T copies of the step in the program;
   jax.jit unrolls its loop the same way). Compile time grows with T: at T = 512 it takes minutes, so
-  ``rnn_512`` runs only when named (``nir bench --workloads rnn_512`` or the family ``rnn``).
+  ``rnn_512`` runs only when named (``nir bench --workloads rnn_512``, or ``all``).
 * ``rnn_scan`` / ``rnn_scan_512``: `nir.scan` over the named dim T, compiled once as a loop (the jax
   peer uses ``lax.scan``; torch has no scan, so its peers are the Python loop, eager or compiled).
 """
