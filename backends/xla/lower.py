@@ -122,7 +122,11 @@ def _elementwise(fn: Callable[..., jax.Array]) -> Lowering:
 
 
 def _cast(args, ins, out, *, dtype: str):
-    return lax.convert_element_type(args[0], numpy_dtype(dtype)), ins[0].physical_order
+    x = args[0]
+    if x.dtype == jnp.bool_ and jnp.issubdtype(numpy_dtype(dtype), jnp.floating):
+        # through int8: XLA rewrites convert(bool) / y as select(bool, 1 / y, 0), which gives 0 for 0 / 0
+        x = lax.convert_element_type(x, jnp.int8)
+    return lax.convert_element_type(x, numpy_dtype(dtype)), ins[0].physical_order
 
 
 # ----------------------------------------------------------------------------------------------

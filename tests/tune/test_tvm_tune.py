@@ -100,6 +100,12 @@ def test_tuning_through_an_rpc_tracker(tmp_path, tracker) -> None:
     (res,) = report.results
     assert res.error is None, res.error
     assert res.untuned_ms > 0 and res.tuned_ms > 0 and res.record_path
+    f = nir.compile(mm, backend="tvm", tuning=tmp_path)  # the remotely tuned schedules, applied here
+    rng = np.random.default_rng(1)
+    a, b = (nir.tensor(rng.standard_normal(s.shape).astype(np.float32), names=s.names) for s in SPECS)
+    got = f(a, b)
+    assert f.tuned
+    np.testing.assert_allclose(got.numpy(), mm(a, b).numpy(), rtol=1e-4, atol=1e-4)
 
 
 def test_bad_rpc_address() -> None:

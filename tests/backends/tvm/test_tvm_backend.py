@@ -9,8 +9,11 @@ for float16/bfloat16 (as the reference does), so low precision needs no extra sl
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -452,8 +455,39 @@ def test_cuda_target_arch():
     assert not backend.serves(parse_target("tpu"))
 
 
+_THREADS_PROBE = """
+import json, os, sys
+import numpy as np
+import nir, tvm
+from nir.target import parse_target
+p = nir.trace(lambda x: (x * 2.0).sum("C"), nir.spec(N=64, C=64)).program
+nir.backends.get("tvm").build(p, parse_target(sys.argv[1]))(np.ones((64, 64), np.float32))
+print(json.dumps({"env": os.environ["TVM_NUM_THREADS"], "threads": tvm.runtime.num_threads()}))
+"""
+
+
+def _threads_in_a_fresh_process(target: str, tvm_num_threads: str | None) -> dict:
+    """TVM's thread count after one run, in a process whose environment this test sets (TVM reads it once)."""
+    env = {k: v for k, v in os.environ.items() if k != "TVM_NUM_THREADS"}
+    if tvm_num_threads is not None:
+        env["TVM_NUM_THREADS"] = tvm_num_threads
+    run = subprocess.run([sys.executable, "-c", _THREADS_PROBE, target], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
 def test_tvm_uses_every_core_unless_told_otherwise():
-    assert os.environ["TVM_NUM_THREADS"] == str(build_module._cores()) or build_module._USER_THREADS
+    cores = str(build_module._cores())
+    assert _threads_in_a_fresh_process("llvm", None) == {"env": cores, "threads": int(cores)}
+
+
+def test_num_cores_option_sets_the_thread_count():
+    assert _threads_in_a_fresh_process("llvm -num-cores=1", None)["threads"] == 1
+
+
+def test_tvm_num_threads_set_by_the_user_wins_over_num_cores():
+    assert _threads_in_a_fresh_process(f"llvm -num-cores={build_module._cores()}", "1") == {"env": "1", "threads": 1}
 
 
 # ---------------------------------------------------------------------------------------------

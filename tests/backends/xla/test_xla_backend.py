@@ -247,8 +247,11 @@ def test_sharding_on_8_host_devices():
     """sharded_cases.py under XLA_FLAGS=--xla_force_host_platform_device_count=8, in a fresh process."""
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(HERE / "sharded_cases.py")]
-    run = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+    run = subprocess.run(cmd + ["-rs"], env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
+    summary = run.stdout.strip().splitlines()[-1]
+    # the flag gives every CPU 8 host devices: a skipped case means the cases did not run at all
+    assert re.search(r"\d+ passed", summary) and "skipped" not in summary, run.stdout[-3000:]
 
 
 GROUPED = [  # (x dims, weight dims, groups, stride, padding, dilation): depthwise NCHW, NHWC, channel
