@@ -16,7 +16,7 @@ import numpy as np
 
 from .interpret import interpret
 from .ir import Builder, Program
-from .types import TensorType, is_float, numpy_dtype
+from .types import TensorType, canonical_dtype, is_float, numpy_dtype
 
 __all__ = ["OpSample", "op_samples", "random_array", "random_inputs", "tolerance", "assert_close"]
 
@@ -108,6 +108,8 @@ def _cases(dtype: str) -> list[tuple[str, str, Program]]:
         cases.append((name, "one", _one(name, [NCHW], dims=("C",))))
         cases.append((name, "two", _one(name, [NCHW], dims=("W", "N"))))
     cases.append(("reduce_sum", "all", _one("reduce_sum", [NC], dims=("N", "C"))))
+    # long enough that accumulating in float16/bfloat16 themselves (not float32) would be far off
+    cases.append(("reduce_sum", "long", _one("reduce_sum", [_T({"N": 2, "K": 600}, f)], dims=("K",))))
     for name in ("argmax", "argmin"):
         cases.append((name, "inner", _one(name, [NCHW], dim="W")))
         cases.append((name, "outer", _one(name, [NCHW], dim="N")))
@@ -132,6 +134,9 @@ def _cases(dtype: str) -> list[tuple[str, str, Program]]:
     cases.append(("conv2d", "groups", _one("conv2d", [_T({"N": 1, "C": 4, "H": 6, "W": 6}, f),
                                                       _T({"O": 6, "C": 2, "H": 3, "W": 3}, f)],
                                            stride=(1, 1), padding=(1, 1), groups=2, **conv)))
+    cases.append(("conv2d", "depthwise", _one("conv2d", [_T({"N": 2, "C": 4, "H": 7, "W": 6}, f),
+                                                         _T({"O": 4, "C": 1, "H": 3, "W": 3}, f)],
+                                              stride=(2, 1), padding=(1, 1), groups=4, **conv)))
     cases.append(("pool2d", "max", _one("pool2d", [NCHW], kind="max", kernel=(2, 2), stride=(2, 2),
                                         padding=(0, 0), spatial=("H", "W"))))
     cases.append(("pool2d", "avg-pad", _one("pool2d", [NCHW], kind="avg", kernel=(3, 3), stride=(1, 2),
@@ -146,6 +151,7 @@ def _cases(dtype: str) -> list[tuple[str, str, Program]]:
     cases.append(("unflatten", "split", _one("unflatten", [_T({"N": 2, "D": 12}, f)], dim="D",
                                              parts=(("H", 3), ("W", 4)))))
     cases.append(("select", "mid", _one("select", [NCHW], dim="C", index=1)))
+    cases.append(("select", "off-centre", _one("select", [NCHW], dim="W", index=4)))  # its mirror is index 1
     cases.append(("slice", "strided", _one("slice", [NCHW], dim="W", start=1, stop=6, step=2)))
     cases.append(("concat", "three", _one("concat", [NC, _T({"C": 4, "N": 2}, f), _T({"N": 1, "C": 4}, f)],
                                           dim="N")))
@@ -202,20 +208,30 @@ def op_samples(dtype: str = "float32", seed: int = 0) -> list[OpSample]:
     out = []
     for i, (prim, label, program) in enumerate(_cases(dtype)):
         rng = np.random.default_rng(seed + i)
-        inputs = tuple(random_array(v.type, rng, positive=prim in POSITIVE) for v in program.inputs)
+        positive = prim in POSITIVE or label == "long"  # (a long sum of positive terms shows its accumulator)
+        inputs = tuple(random_array(v.type, rng, positive=positive) for v in program.inputs)
         out.append(OpSample(prim, label, dtype, program, inputs))
     return out
 
 
 def assert_close(got: Sequence[Any], want: Sequence[np.ndarray], dtype: str, scale: float = 1.0) -> None:
-    """Assert backend outputs equal reference outputs at ``dtype``'s tolerance (times ``scale``)."""
+    """Assert backend outputs equal reference outputs: the same dtype and shape, integer and bool values
+    exactly (int64 is never compared through floats), floating-point values at ``dtype``'s tolerance
+    (times ``scale``; NaN matches NaN)."""
     rtol, atol = tolerance(dtype)
     assert len(got) == len(want), f"{len(got)} outputs, expected {len(want)}"
     for i, (g, w) in enumerate(zip(got, want)):
-        g = np.asarray(g)
+        g, w = np.asarray(g), np.asarray(w)
+        assert g.dtype == w.dtype, f"output {i}: dtype {g.dtype}, expected {w.dtype}"
         assert g.shape == w.shape, f"output {i}: shape {g.shape}, expected {w.shape}"
-        g64, w64 = g.astype(np.float64), w.astype(np.float64)
-        np.testing.assert_allclose(g64, w64, rtol=rtol * scale, atol=atol * scale, equal_nan=True,
+        if not is_float(canonical_dtype(w.dtype)):
+            bad = np.argwhere(g != w)
+            assert not bad.size, (f"output {i} ({w.dtype}) differs from the reference at {len(bad)} of {w.size} "
+                                  f"positions, first at {tuple(bad[0])}: got {g[tuple(bad[0])]!r}, "
+                                  f"expected {w[tuple(bad[0])]!r}")
+            continue
+        np.testing.assert_allclose(g.astype(np.float64), w.astype(np.float64), rtol=rtol * scale,
+                                   atol=atol * scale, equal_nan=True,
                                    err_msg=f"output {i} differs from the reference ({dtype})")
 
 

@@ -29,6 +29,11 @@ def _broadcast_dims(op: str, types: Sequence[TensorType]) -> tuple[tuple[str, in
     return tuple((n, sizes[n]) for n in order)
 
 
+# arithmetic that PyTorch refuses on bool tensors (numpy would raise its own TypeError, or compute xor)
+NOT_FOR_BOOL = {"neg": "logical_not() (~x)", "abs": "the tensor itself", "relu": "the tensor itself",
+                "sub": "ne() (a != b) for exclusive or"}
+
+
 def _elementwise_rule(name: str, out_dtype: str | None = None, float_only: bool = False) -> Rule:
     def rule(*types: TensorType) -> TensorType:
         dtypes = {t.dtype for t in types}
@@ -36,6 +41,8 @@ def _elementwise_rule(name: str, out_dtype: str | None = None, float_only: bool 
             raise _fail(name, f"operands have different dtypes {sorted(dtypes)}", *types,
                         fix="Cast one operand with .to(dtype)")
         dtype = types[0].dtype
+        if dtype == "bool" and name in NOT_FOR_BOOL:
+            raise _fail(name, "not defined for bool tensors", *types, fix=f"Use {NOT_FOR_BOOL[name]}")
         if float_only and not is_float(dtype):
             raise _fail(name, f"needs a floating-point operand, got {dtype}", *types, fix="Cast with .to('float32')")
         return TensorType(_broadcast_dims(name, types), out_dtype or dtype)

@@ -15,6 +15,10 @@ from ._core import Impl, Rule, _check_present, _fail, _register, defvjp
 def _reduce_rule(op: str) -> Rule:
     def rule(x: TensorType, *, dims: tuple[str, ...]) -> TensorType:
         _check_present(op, x, dims)
+        if op in ("reduce_max", "reduce_min"):  # no identity: a maximum over nothing is undefined
+            for n in dims:
+                if x.size(n) == 0:
+                    raise _fail(op, f"cannot reduce the empty dim {n!r}", x)
         return x.with_dims((n, s) for n, s in x.dims if n not in dims)
     return rule
 
