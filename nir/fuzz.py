@@ -34,6 +34,7 @@ import nir
 
 from . import backends as _backends
 from .ir import Program, Value
+from .interpret import interpret
 from .precision import expected, mismatch
 from .target import parse_target
 from .tensor import NamedTensor
