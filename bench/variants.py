@@ -204,9 +204,10 @@ def program_bytes(program: nir.Program) -> tuple[int, int]:
 
 
 def to_numpy(out: Any) -> list[np.ndarray]:
-    """Raw outputs (a NamedTensor, torch tensor or jax/numpy array, or a tuple of them) as numpy arrays."""
+    """Raw outputs (a NamedTensor, torch tensor or jax/numpy array, or a tuple of them) as numpy arrays,
+    copied: a training step's torch outputs are its parameters, which later calls update in place."""
     if isinstance(out, (tuple, list)):
         return [a for o in out for a in to_numpy(o)]
     if hasattr(out, "detach"):  # torch
         out = out.detach()
-    return [np.asarray(out)]
+    return [np.asarray(out).copy()]

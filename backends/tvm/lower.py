@@ -474,6 +474,56 @@ def _cumulative(fn: Callable[..., relax.Expr]) -> Lowering:
     return lower
 
 
+def _filled(shape: Sequence[int], value: float, dtype: str) -> relax.Expr:
+    """A constant-filled tensor as a broadcast 0-d constant (R.full cannot legalize inf or NaN)."""
+    fill = relax.const(np.asarray(value, dtype=numpy_dtype(dtype)), dtype)
+    return R.broadcast_to(R.reshape(fill, [1] * len(shape)), list(shape))
+
+
+def _pad(eqn: Eqn, x: Named) -> Named:
+    """Interior padding by interleaving with a filled block and reshaping; edge padding with R.nn.pad;
+    negative (cropping) edges with strided_slice."""
+    value, dtype = eqn.kwargs["value"], x.dtype
+    for dim, low, high, interior in eqn.kwargs["pads"]:
+        ax = x.names.index(dim)
+        n = x.shape[ax]
+        if interior and n > 1:
+            fill_shape = list(x.shape)
+            fill_shape.insert(ax + 1, interior)
+            pairs = R.concat([R.expand_dims(x.expr, [ax + 1]), _filled(fill_shape, value, dtype)], axis=ax + 1)
+            merged = list(x.shape)
+            merged[ax] = n * (interior + 1)
+            spread = bind(R.reshape(pairs, merged), x.names)
+            x = bind(R.strided_slice(spread.expr, [ax], [0], [(n - 1) * (interior + 1) + 1]), x.names)
+        if low > 0 or high > 0:
+            width = [0] * (2 * len(x.names))
+            width[2 * ax], width[2 * ax + 1] = max(low, 0), max(high, 0)
+            x = bind(R.nn.pad(x.expr, width, pad_value=float(value)), x.names)
+        if low < 0 or high < 0:
+            x = bind(R.strided_slice(x.expr, [ax], [max(-low, 0)], [x.shape[ax] - max(-high, 0)]), x.names)
+    return x
+
+
+def _scatter_add(eqn: Eqn, x: Named, idx: Named, updates: Named) -> Named:
+    """R.scatter_elements with reduction="add" along the dim: the indices are flattened to one axis and
+    broadcast to the updates' shape (which has the operand's other axes around it)."""
+    dim = eqn.kwargs["dim"]
+    ax = x.names.index(dim)
+    n = x.sizes[dim]
+    k = math.prod(idx.shape)
+    pre, post = x.names[:ax], x.names[ax + 1:]
+    flat_idx = R.reshape(idx.expr, [k])
+    flat_idx = R.where(R.less(flat_idx, relax.const(0, idx.dtype)), R.add(flat_idx, relax.const(n, idx.dtype)),
+                       flat_idx)  # negative indices count from the end, as in take
+    sizes = updates.sizes
+    u = reshape(permute(updates, pre + idx.names + post),
+                [(d, sizes[d]) for d in pre] + [("_k", k)] + [(d, sizes[d]) for d in post])
+    shape = list(u.shape)
+    along = R.reshape(flat_idx, [1] * len(pre) + [k] + [1] * len(post))
+    y = R.scatter_elements(x.expr, R.broadcast_to(along, shape), u.expr, axis=ax, reduction="add")
+    return bind(y, x.names)
+
+
 # ---------------------------------------------------------------------------------------------
 # the table
 # ---------------------------------------------------------------------------------------------
@@ -508,6 +558,8 @@ LOWERINGS: dict[str, "Lowering | Control"] = {
     "gather": _gather,
     "cumsum": _cumulative(R.cumsum),
     "cumprod": _cumulative(R.cumprod),
+    "pad": _pad,
+    "scatter_add": _scatter_add,
 }
 
 

@@ -320,6 +320,22 @@ def _gather(args, ins, out, *, dim: str):
     return (y, order) if dim in pi else (y[..., 0], pi)
 
 
+def _pad(args, ins, out, *, pads, value: float):
+    (x,), order = args, ins[0].physical_order
+    config = [(0, 0, 0)] * x.ndim
+    for dim, low, high, interior in pads:
+        config[order.index(dim)] = (low, high, interior)
+    return lax.pad(x, jnp.array(value, x.dtype), config), order
+
+
+def _scatter_add(args, ins, out, *, dim: str):
+    """``x.at[..., idx, ...].add(updates)``: duplicate indices add up; negative ones count from the end."""
+    (x, idx, updates), (px, pi, pu) = args, (ins[0].physical_order, ins[1].physical_order, ins[2].physical_order)
+    ax = px.index(dim)
+    u = transpose(updates, pu, (*px[:ax], *pi, *px[ax + 1:]))
+    return x.at[(slice(None),) * ax + (idx,)].add(u), px
+
+
 # ----------------------------------------------------------------------------------------------
 # cumulative
 # ----------------------------------------------------------------------------------------------
@@ -382,6 +398,7 @@ LOWERINGS: dict[str, Lowering] = {
     "gather": _gather,
     "cumsum": _cumulative(lax.cumsum), "cumprod": _cumulative(lax.cumprod),
     "scan": _scan, "cond": _cond,
+    "pad": _pad, "scatter_add": _scatter_add,
 }
 _PRECISION_AWARE = {"contract", "conv2d", "scan", "cond"}
 

@@ -3,6 +3,8 @@ fuzzer's own machinery: determinism, layouts, shrinking."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -86,3 +88,54 @@ def test_generated_programs_include_cumulative_sums_products_and_gathers() -> No
         p, _ = fuzz.random_program(0, case)
         prims |= set(p.prims())
     assert {"cumsum", "cumprod", "gather"} <= prims
+
+
+# gradient mode ------------------------------------------------------------------------------------
+
+GRAD_CASES = 12
+
+
+def test_gradient_mode_generates_pad_and_scatter_add() -> None:
+    prims = set()
+    for case in range(80):
+        p, _ = fuzz.random_program(0, case, steps=fuzz.GRAD_STEPS, control=False)
+        prims |= p.prims()
+    assert {"pad", "scatter_add", "take"} <= prims
+
+
+def test_float64_programs_are_the_float32_programs_widened() -> None:
+    p32, _ = fuzz.random_program(4, 7, steps=fuzz.GRAD_STEPS, control=False)
+    p64, _ = fuzz.random_program(4, 7, steps=fuzz.GRAD_STEPS, dtype="float64", control=False)
+    assert [e.prim for e in p32.eqns] == [e.prim for e in p64.eqns]
+    assert {v.type.dtype for v in p64.inputs} == {"float64"}
+
+
+def test_finite_difference_check_catches_a_wrong_rule(monkeypatch) -> None:
+    p = nir.trace(lambda x: (x.tanh() * 2.0).sum("C"), nir.spec(N=3, C=4, dtype="float64")).program
+    ins = [np.random.default_rng(0).standard_normal((3, 4))]
+    assert fuzz.finite_difference_error(p, ins) < 1e-8
+    doubled = nir.ops.get("tanh").vjp
+    monkeypatch.setitem(nir.ops.PRIMITIVES, "tanh", dataclasses.replace(
+        nir.ops.get("tanh"), vjp=lambda ct, x, **kw: tuple(c * 2.0 for c in doubled(ct, x, **kw))))
+    assert fuzz.finite_difference_error(p, ins) > 0.1
+
+
+def test_reference_gradients_match_finite_differences_on_generated_programs() -> None:
+    failures, conclusive = [], 0
+    for case in range(GRAD_CASES * 3):
+        wide, ins = fuzz.random_program(20261128, case, steps=fuzz.GRAD_STEPS, dtype="float64", control=False)
+        err = fuzz.finite_difference_error(wide, ins, seed=case)
+        conclusive += err is not None
+        if err is not None and err > 1e-5:
+            failures.append(f"case {case}: relative error {err:.3g}\n{wide.text}")
+    assert not failures, failures[0]
+    assert conclusive >= GRAD_CASES * 2
+
+
+@pytest.mark.parametrize("backend", COMPILING)
+def test_backends_agree_with_the_reference_on_generated_gradients(backend: str) -> None:
+    failures = []
+    for case in range(GRAD_CASES):
+        fails, _, _ = fuzz.check_grad_case(seed=20261128, case=case, backends=[backend])
+        failures += [f for f in fails if f.backend == backend]
+    assert not failures, "\n\n".join(f.report() for f in failures[:3])
