@@ -193,14 +193,16 @@ def _build_nir(variant: Variant, workload: Workload, inputs: Sequence[NamedTenso
 
 
 def program_bytes(program: nir.Program) -> tuple[int, int]:
-    """(bytes of the outputs, bytes of every other value the program's equations define)."""
+    """(bytes of the outputs, bytes of every other value the program's equations define, those of the
+    sub-programs of scans and conds included once: one step's worth)."""
     from nir.types import numpy_dtype
 
     def size(v: Any) -> int:
         return v.type.numel * numpy_dtype(v.type.dtype).itemsize
     outs = {v.id for v in program.outputs}
-    defined = [v for e in program.eqns for v in e.outputs]
-    return (sum(size(v) for v in program.outputs), sum(size(v) for v in defined if v.id not in outs))
+    defined = [v for e in program.eqns for v in e.outputs if v.id not in outs]
+    inner = [v for sub in list(program.walk())[1:] for e in sub.eqns for v in e.outputs]
+    return sum(size(v) for v in program.outputs), sum(size(v) for v in defined + inner)
 
 
 def to_numpy(out: Any) -> list[np.ndarray]:

@@ -133,7 +133,11 @@ def export_artifact(path: str | os.PathLike, target: Target, entries: Sequence[A
         if path.exists():  # swap: the old artifact stays whole until the rename
             old = path.parent / f".{path.name}.old-{secrets.token_hex(4)}"
             os.rename(path, old)
-            os.rename(tmp, path)
+            try:
+                os.rename(tmp, path)
+            except BaseException:
+                os.rename(old, path)
+                raise
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.rename(tmp, path)
@@ -168,9 +172,12 @@ def verify_files(path: str | os.PathLike, manifest: Mapping[str, Any]) -> None:
     SHA-256; ArtifactError names the first file that is missing, truncated, altered or extra."""
     path = pathlib.Path(path)
     contents: Mapping[str, Any] = manifest["contents"]
-    for rel in contents:
+    for rel, want in contents.items():
         if rel.startswith("/") or ".." in pathlib.PurePosixPath(rel).parts:
             raise ArtifactError(f"{path / MANIFEST} lists a file outside the artifact: {rel!r}")
+        if not (isinstance(want, dict) and isinstance(want.get("size"), int) and isinstance(want.get("sha256"), str)):
+            raise ArtifactError(f"{path / MANIFEST} is corrupt: the entry for {rel!r} has no size and SHA-256; "
+                                "export the program again")
     for sig in manifest["signatures"]:
         for rel in sig.get("files", {}).values():
             if rel not in contents:
@@ -276,6 +283,11 @@ def load(path: str | os.PathLike) -> Loaded:
     path = pathlib.Path(path)
     manifest = read_manifest(path)
     verify_files(path, manifest)
+    for i, sig in enumerate(manifest["signatures"]):
+        missing = [k for k in ("backend", "inputs", "outputs", "structure", "files") if k not in sig]
+        if missing:
+            raise ArtifactError(f"{path / MANIFEST} is corrupt: signature {i} has no {', '.join(missing)}; "
+                                "export the program again")
     entries = []
     for sig in manifest["signatures"]:
         mod = _backends.get(sig["backend"])

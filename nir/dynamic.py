@@ -5,8 +5,9 @@ or the sizes given with ``dynamic={"N": (8, 32, 128)}``). A call with ``N=5`` pa
 by repeating their last row, runs the ``N=8`` program, and returns the first 5 rows of each output.
 
 That is only right when no op of the program combines values across rows of ``N``: a reduction,
-contraction, softmax or normalization over ``N``, a concat/select/slice/take/flatten/unflatten along it,
-or a convolution over it would see the padding. Before building a bucket, nir traces the function at two
+contraction, softmax, normalization or cumulative sum over ``N``, a concat/select/slice/take/gather/
+flatten/unflatten along it, a convolution over it, or a scan/cond whose sub-program sees it would see
+the padding (the table `ACROSS` says which dims each primitive combines). Before building a bucket, nir traces the function at two
 sizes of every dynamic dim, finds which dims of which values follow it (through renames and
 broadcasts), and refuses — naming the op and the dim — when any op combines across one of them, or when
 anything else in the program depends on the size (a constant made from ``x.size("N")``, say).

@@ -7,8 +7,9 @@
 
 Threads: a Relax VM keeps per-call state (its register file), so one VM must never run two calls at
 once. Each executable keeps a pool of VMs: a call takes one (or makes one) and puts it back, so N
-threads calling at once use N VMs and a thread pool that comes and goes reuses them. Building takes a
-process-wide lock, because TVM's BlockBuilder keeps a global stack.
+threads calling at once use N VMs, a thread pool that comes and goes reuses them, and after a burst
+at most `_IDLE_VMS` stay. Building takes a process-wide lock, because TVM's BlockBuilder keeps a
+global stack.
 
 CPU: the Relax module is legalized and fused (`relax.get_pipeline("zero")`), then every PrimFunc gets a
 default schedule (`schedule.py`) unless a MetaSchedule database (``tuning_db=``) already scheduled it.
@@ -65,6 +66,7 @@ os.environ.setdefault("TVM_NUM_THREADS", str(_cores()))
 
 _BUILD_LOCK = threading.RLock()  # lowering and compiling touch TVM's global state
 _VM_LOCK = threading.Lock()  # creating a VM and configuring the thread pool
+_IDLE_VMS = max(4, 2 * _cores())  # VMs kept per executable between calls
 
 
 def cuda_device() -> str | None:
@@ -303,7 +305,8 @@ class TVMExecutable:
         try:
             out = fn(*[self._input(a, i) for i, a in enumerate(arrays)])
         finally:
-            self._idle.append(fn)
+            if len(self._idle) < _IDLE_VMS:  # after a burst of threads, extra VMs (and their memory) go
+                self._idle.append(fn)
         if self._numpy_out:
             return [np.from_dlpack(t) for t in out]
         return [_to_numpy(t) for t in out]

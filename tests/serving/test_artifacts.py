@@ -254,3 +254,12 @@ def test_a_function_without_a_declared_signature_refuses_plain_arrays() -> None:
     with pytest.raises(TypeError, match=r"wrap it with nir.tensor\(data, names=...\).*accepted where the signature "
                                         "is declared"):
         f(images().numpy())
+
+
+def test_a_manifest_with_a_broken_entry_is_refused(exported, tmp_path) -> None:
+    path = copy(exported[1], tmp_path / "m")
+    manifest = json.loads((path / MANIFEST).read_text())
+    del manifest["signatures"][1]["inputs"]
+    (path / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="signature 1 has no inputs"):
+        nir.load(path)

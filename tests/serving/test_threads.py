@@ -140,3 +140,27 @@ def test_xla_64_bit_and_32_bit_programs_from_many_threads_keep_their_dtypes() ->
 
     with ThreadPoolExecutor(THREADS) as pool:
         assert list(pool.map(calls, range(THREADS))) == [0] * THREADS
+
+
+@pytest.mark.skipif("tvm" not in BACKENDS, reason="tvm not installed")
+def test_tvm_keeps_a_bounded_pool_of_vms_after_a_burst_of_threads() -> None:
+    """Every thread holds a VM at the same time (their inputs convert only once all have arrived); after
+    the burst at most _IDLE_VMS stay."""
+    from nir.backends.tvm.build import _IDLE_VMS
+    f = nir.compile(model, backend="tvm")
+    w = nir.tensor(WEIGHT, names=("C", "O"))
+    f(batch(2, 0), w)
+    exe = f._entry().executable
+    threads = _IDLE_VMS + 3
+    arrived = threading.Barrier(threads)
+
+    class Late:  # an array-like that converts only when every thread is inside a call
+        def __array__(self, dtype=None, copy=None):
+            arrived.wait()
+            return batch(2, 0).numpy()
+
+    with ThreadPoolExecutor(threads) as pool:
+        outs = list(pool.map(lambda _: exe(Late(), WEIGHT)[0], range(threads)))
+    for got in outs:
+        np.testing.assert_allclose(got, expected(2, 0), rtol=1e-5, atol=1e-6)
+    assert len(exe._idle) == _IDLE_VMS
