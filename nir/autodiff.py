@@ -100,15 +100,15 @@ class _Linearized:
                 continue
             needs = tuple(v.id in self.needs for v in e.inputs)
             prim = ops.get(e.prim)
-            if len(e.outputs) != 1:
-                raise NotImplementedError(f"gradients through {e.prim!r} (an equation with several outputs) are "
-                                          "not supported yet; differentiate a program without it, or unroll it")
-            ct = cts[0]
             if prim.vjp is None:
                 where = f" (at {e.where})" if e.where else ""
                 raise NotImplementedError(f"no gradient rule for primitive {e.prim!r}{where}: nir/ops defines no VJP "
                                           "for it, so gradients cannot flow through it")
-            got = prim.vjp(ct, *[self.env[v.id] for v in e.inputs], out=self.env[e.out.id], needs=needs, **e.kwargs)
+            ins = [self.env[v.id] for v in e.inputs]
+            if prim.multiple_results:  # (scan, cond) every output's cotangent, None where it has none
+                got = prim.vjp(cts, *ins, out=[self.env[o.id] for o in e.outputs], needs=needs, **e.kwargs)
+            else:
+                got = prim.vjp(cts[0], *ins, out=self.env[e.out.id], needs=needs, **e.kwargs)
             for v, need, c in zip(e.inputs, needs, got):
                 if need and c is not None:
                     accumulate(v.id, c)

@@ -11,7 +11,8 @@ from ..types import NamedShapeError, TensorType
 
 Rule = Callable[..., TensorType]
 Impl = Callable[..., np.ndarray]
-# vjp(ct, *inputs, out=..., needs=..., **params) -> one cotangent (or None) per input; see nir/ops/_ad.py
+# vjp(ct, *inputs, out=..., needs=..., **params) -> one cotangent (or None) per input; see nir/ops/_ad.py.
+# A primitive with multiple_results gets a list of cotangents (None: zero) and ``out`` as a list.
 VJP = Callable[..., Sequence[Any]]
 
 
