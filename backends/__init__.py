@@ -4,8 +4,11 @@
     available() -> bool                      # its dependencies are installed (imports nothing heavy)
     serves(target: Target) -> bool
     build(program, target, **options) -> Executable
-    load(path, manifest) -> Executable       # an exported artifact, run again
+    load(path, entry) -> Executable          # one signature of an exported artifact (its manifest entry)
     LOWERINGS: dict[str, Callable]           # primitive -> lowering (absent for the reference backend)
+
+    Executable(*arrays) -> list of arrays    # safe to call from several threads at once
+    Executable.save(dir) -> {"files": {...}, **extra}   # its files for an artifact (see nir.artifact)
 
 Importing this package imports no backend; `get(name)` imports one on first use.
 """
@@ -19,7 +22,7 @@ from types import ModuleType
 from nir.extras import install_hint
 from nir.target import KINDS, Target
 
-__all__ = ["available", "get", "installed", "BackendError", "BackendChoiceError", "REGISTRY", "INSTALL_HINT"]
+__all__ = ["available", "get", "installed", "BackendError", "BackendChoiceError", "FallbackWarning", "REGISTRY", "INSTALL_HINT"]
 
 # backend name -> (module, the top-level packages it needs)
 REGISTRY: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -39,6 +42,11 @@ class BackendChoiceError(BackendError, ValueError):
     """A bad argument, so a `ValueError` as Python's conventions ask (and still a `BackendError`): the
     ``backend=`` names no backend, or one that cannot serve the target, or the target string has an
     option the backend does not know."""
+
+
+class FallbackWarning(RuntimeWarning):
+    """A backend could not compile part of a program its fast way and used a slower, correct one
+    (e.g. TVM's unscheduled loops when a default schedule fails to compile); `nir fuzz` counts them."""
 
 
 def installed(name: str) -> bool:

@@ -7,17 +7,19 @@
     f(x); print(f.ir)
 """
 
-from . import backends, extras, ops
+from . import backends, extras, ops, optim, tree
+from .autodiff import grad, value_and_grad, vjp
 from .compile import Compiled, Loaded, SignatureError, compile, load
 from .frontends.python import Spec, Traced, spec, trace
 from .functions import (abs, add, addmm, align_as, align_to, amax, amin, arange, argmax, argmin, avg_pool2d, bmm,
-                        cast, cat, clamp, contract, conv2d, cos, div, dot, eq, erf, exp, expand, flatten, full, ge,
+                        cast, cat, clamp, cond, contract, conv2d, cos, div, dot, eq, erf, exp, expand, flatten, full, ge,
                         gelu, gt, layer_norm, le, log, log_softmax, logical_and, logical_not, logical_or,
                         logsumexp, lt, manual_seed, masked_fill, matmul, max, max_pool2d, maximum, mean, min,
                         minimum, mm, mul, mv, narrow, ne, neg, ones, ones_like, permute, pow, prod, rand, randn,
-                        refine_names, relu, rename, reshape, rsqrt, select, sigmoid, sin, softmax, sqrt, squeeze,
+                        refine_names, relu, rename, reshape, rsqrt, scan, select, sigmoid, sin, softmax, sqrt, squeeze,
                         stack, std, sub, sum, t, take, tanh, tensor, transpose, unbind, unflatten, unsqueeze, var,
                         view, where, zeros, zeros_like)
+from .functions import cumprod, cumsum, gather, pad, scatter_add
 from .interpret import interpret
 from .ir import Builder, Program, VerifyError, verify
 from .functions import contract_wide, dequantize, quantize_tensor

@@ -1,5 +1,5 @@
 """The `nir` command: `nir demo`, `nir show`, `nir backends`, and the subcommands other modules add
-(`nir bench`, `nir tune`, `nir fuzz`), each registered in SUBCOMMANDS as "module:function"."""
+(`nir bench`, `nir tune`, `nir fuzz`, `nir soak`), each registered in SUBCOMMANDS as "module:function"."""
 
 from __future__ import annotations
 
@@ -19,6 +19,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "tune": ("tune a program per target: layouts, options, schedules, backend; writes a tuning database",
              "nir.tune.cli:main"),
     "fuzz": ("differential fuzzing of every installed backend against the reference", "nir.fuzz:main"),
+    "soak": ("serve a compiled model from N threads for M minutes: calls/s, latency, errors, memory",
+             "nir.soak:main"),
+    "train-digits": ("train a named MLP and CNN on scikit-learn's digits with a compiled train step",
+                     "nir.examples.digits:main"),
 }
 
 

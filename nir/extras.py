@@ -20,6 +20,8 @@ __all__ = ["MissingDependencyError", "require", "installed", "install_hint", "ex
 # top-level package -> the extra of named-ir that installs it
 EXTRA_OF: dict[str, str] = {
     "torch": "torch",
+    "torchvision": "zoo",
+    "transformers": "zoo",
     "rich": "bench",
     "matplotlib": "bench",
     "tvm": "tvm",

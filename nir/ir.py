@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from . import ops
 from .types import NamedShapeError, TensorType
 
-__all__ = ["Value", "Eqn", "Program", "Builder", "verify", "VerifyError", "freeze_params"]
+__all__ = ["Value", "Eqn", "Program", "Builder", "verify", "VerifyError", "freeze_params", "infer", "infer_all"]
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,12 @@ def freeze_params(params: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
 
 @dataclass(frozen=True)
 class Eqn:
-    """``outputs = prim[params](inputs)``. ``where`` is the user's source line that created it."""
+    """``outputs = prim[params](inputs)``. ``where`` is the user's source line that created it.
+
+    Most primitives have one output (`out`); those with ``multiple_results`` (scan, cond) have any
+    number. A parameter may be a sub-program (`subprograms`): a closed `Program` that uses only its
+    own inputs.
+    """
 
     prim: str
     inputs: tuple[Value, ...]
@@ -60,7 +65,15 @@ class Eqn:
 
     @property
     def out(self) -> Value:
+        """The output of a single-output equation."""
+        if len(self.outputs) != 1:
+            raise AttributeError(f"{self.prim} has {len(self.outputs)} outputs; use .outputs")
         return self.outputs[0]
+
+    @property
+    def subprograms(self) -> tuple[tuple[str, "Program"], ...]:
+        """``(param name, program)`` for each parameter that is a sub-program (scan's body, cond's branches)."""
+        return tuple((k, v) for k, v in self.params if isinstance(v, Program))
 
 
 @dataclass(frozen=True)
@@ -105,7 +118,25 @@ class Program:
         return Program(tuple(map(lay, self.inputs)), eqns, tuple(map(lay, self.outputs)))
 
     def prims(self) -> set[str]:
-        return {e.prim for e in self.eqns}
+        """Every primitive used, sub-programs included."""
+        return {p for e in self.eqns for p in (e.prim, *(q for _, sub in e.subprograms for q in sub.prims()))}
+
+    def walk(self) -> Iterator["Program"]:
+        """This program, then every sub-program at every depth."""
+        yield self
+        for e in self.eqns:
+            for _, sub in e.subprograms:
+                yield from sub.walk()
+
+    def map_subprograms(self, fn: Callable[["Program"], "Program"]) -> "Program":
+        """A copy whose sub-programs (at every depth, innermost first) are replaced by ``fn(sub)``: how a
+        pass that rewrites programs reaches the bodies of scans and the branches of conds."""
+        def rewrite(e: Eqn) -> Eqn:
+            if not e.subprograms:
+                return e
+            subs = {k: fn(v.map_subprograms(fn)) for k, v in e.subprograms}
+            return replace(e, params=tuple((k, subs.get(k, v)) for k, v in e.params))
+        return Program(self.inputs, tuple(rewrite(e) for e in self.eqns), self.outputs)
 
 
 class Builder:
@@ -129,24 +160,37 @@ class Builder:
 
     def add(self, prim: str, inputs: Sequence[Value], where: str = "", **params: Any) -> Value:
         """Append ``prim[params](inputs)`` and return its output value. Raises NamedShapeError."""
-        out_type = infer(prim, [v.type for v in inputs], params)
-        v = self._value(out_type)
-        self.eqns.append(Eqn(prim, tuple(inputs), freeze_params(params), (v,), where))
+        if ops.get(prim).multiple_results:
+            raise NamedShapeError(f"{prim} has several outputs: add it with Builder.add_multi")
+        (v,) = self.add_multi(prim, inputs, where, **params)
         return v
+
+    def add_multi(self, prim: str, inputs: Sequence[Value], where: str = "", **params: Any) -> tuple[Value, ...]:
+        """Append ``prim[params](inputs)`` and return all its output values (any primitive)."""
+        outs = tuple(self._value(t) for t in infer_all(prim, [v.type for v in inputs], params))
+        self.eqns.append(Eqn(prim, tuple(inputs), freeze_params(params), outs, where))
+        return outs
 
     def build(self, outputs: Iterable[Value]) -> Program:
         return Program(tuple(self.inputs), tuple(self.eqns), tuple(outputs))
 
 
 def infer(prim: str, types: Sequence[TensorType], params: Mapping[str, Any]) -> TensorType:
-    """Apply ``prim``'s rule to input types and params."""
+    """Apply the rule of single-output primitive ``prim`` to input types and params."""
+    (t,) = infer_all(prim, types, params)
+    return t
+
+
+def infer_all(prim: str, types: Sequence[TensorType], params: Mapping[str, Any]) -> tuple[TensorType, ...]:
+    """Apply ``prim``'s rule to input types and params: the type of every output."""
     p = ops.get(prim)
     if p.arity is not None and len(types) != p.arity:
         raise NamedShapeError(f"{prim}: takes {p.arity} inputs, got {len(types)}")
     try:
-        return p.rule(*types, **dict(params))
+        out = p.rule(*types, **dict(params))
     except TypeError as e:
         raise NamedShapeError(f"{prim}: bad parameters {sorted(params)}: {e}") from None
+    return tuple(out) if p.multiple_results else (out,)
 
 
 class VerifyError(NamedShapeError):
@@ -157,7 +201,9 @@ def verify(program: Program) -> Program:
     """Check every equation of ``program`` against its rule; return the program unchanged.
 
     Cheap enough to run after every pass. Checks: values defined once and before use, known
-    primitives, output types equal to what the rules infer, layouts that are permutations.
+    primitives, output types equal to what the rules infer, layouts that are permutations, and every
+    sub-program the same way (each is closed: it may use only its own inputs; a value captured from
+    the enclosing program must be passed in as an input).
     """
     defined: set[int] = set()
 
@@ -175,13 +221,18 @@ def verify(program: Program) -> Program:
         for v in e.inputs:
             if v.id not in defined:
                 raise VerifyError(f"{where}: uses %{v.id} before it is defined")
+        for name, sub in e.subprograms:
+            try:
+                verify(sub)
+            except VerifyError as err:
+                raise VerifyError(f"{where}, in its {name}: {err}") from None
         try:
-            want = infer(e.prim, [v.type for v in e.inputs], e.kwargs)
+            want = infer_all(e.prim, [v.type for v in e.inputs], e.kwargs)
         except NamedShapeError as err:
             raise VerifyError(f"{where}: {err}") from None
-        if len(e.outputs) != 1 or e.outputs[0].type != want:
+        if tuple(v.type for v in e.outputs) != want:
             got = ", ".join(str(v.type) for v in e.outputs)
-            raise VerifyError(f"{where}: output type {got} but the rule gives {want}")
+            raise VerifyError(f"{where}: output type {got} but the rule gives {', '.join(map(str, want))}")
         for v in e.outputs:
             define(v, where)
     for v in program.outputs:

@@ -16,12 +16,12 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from .interpret import eval_eqn
-from .ir import Builder, Value, infer
+from .interpret import evaluate
+from .ir import Builder, Value, infer_all
 from .types import (NamedShapeError, TensorType, canonical_dtype, check_user_name, fresh_name, is_generated,
                     numpy_dtype)
 
-__all__ = ["NamedTensor", "TraceError", "bind", "as_tensor", "Trace", "current_trace"]
+__all__ = ["NamedTensor", "TraceError", "bind", "bind_multi", "as_tensor", "Trace", "current_trace"]
 
 
 class TraceError(TypeError):
@@ -29,19 +29,41 @@ class TraceError(TypeError):
 
 
 class Trace:
-    """An active trace: equations recorded into a Builder; eager tensors used inside become constants."""
+    """An active trace: equations recorded into a Builder; eager tensors used inside become constants.
 
-    def __init__(self) -> None:
+    A trace may have a ``parent``: the trace of the program that encloses a sub-program (a scan's body,
+    a cond's branch). A tensor of an enclosing trace used inside it is *captured*: it becomes a new
+    input of the sub-program, listed in `captures` with the enclosing tensor it stands for. Eager tensors
+    used inside a sub-program are captured too, so their constants live in the outermost program.
+    """
+
+    def __init__(self, parent: "Trace | None" = None) -> None:
         self.builder = Builder()
+        self.parent = parent
+        self.captures: list[tuple["NamedTensor", Value]] = []  # (enclosing tensor, this trace's input)
         self._lifted: dict[int, "NamedTensor"] = {}
+        self._captured: dict[tuple[int, int], "NamedTensor"] = {}
+
+    def encloses(self, other: "Trace") -> bool:
+        """Whether ``other`` is this trace or one of its (transitive) sub-program traces."""
+        t: Trace | None = other
+        while t is not None and t is not self:
+            t = t.parent
+        return t is self
 
     def lift(self, t: "NamedTensor") -> "NamedTensor":
-        """The traced version of eager tensor ``t`` (a `constant` equation, made once per tensor)."""
+        """The traced version of ``t`` in this trace: ``t`` itself, a capture of a tensor of an enclosing
+        trace, or (eager ``t``) a `constant` equation, made once per tensor."""
         if t._trace is self:
             return t
         if t._trace is not None:
-            raise TraceError("a value traced by another (outer or finished) trace was used here; "
-                             "pass it as an input of the function being compiled instead")
+            if not t._trace.encloses(self):
+                raise TraceError("a value traced by another (outer or finished) trace was used here; "
+                                 "pass it as an input of the function being compiled instead (a value made "
+                                 "inside a scan step or a cond branch lives there: return it to use it outside)")
+            return self._capture(t)
+        if self.parent is not None:
+            return self._capture(self.parent.lift(t))
         key = id(t)
         if key not in self._lifted:
             v = self.builder.add("constant", [], where=_user_frame(), data=np.asarray(t._data).tobytes(), dims=t._type.dims,
@@ -49,6 +71,16 @@ class Trace:
             self._lifted[key] = NamedTensor._traced(v, self)
             self._lifted[key]._keepalive = t  # type: ignore[attr-defined]
         return self._lifted[key]
+
+    def _capture(self, t: "NamedTensor") -> "NamedTensor":
+        """``t``, of an enclosing trace, as an input of this one (captured in the parent first)."""
+        outer = self.parent.lift(t)  # type: ignore[union-attr]
+        key = (id(outer._trace), outer._value.id)  # type: ignore[union-attr]
+        if key not in self._captured:
+            v = self.builder.input(outer._type)
+            self.captures.append((outer, v))
+            self._captured[key] = NamedTensor._traced(v, self)
+        return self._captured[key]
 
 
 _TRACE: contextvars.ContextVar[Trace | None] = contextvars.ContextVar("nir_trace", default=None)
@@ -176,7 +208,8 @@ class NamedTensor:
             raise TraceError(
                 f"{what} needs a concrete value, but this tensor {self._type.pretty()} is being traced. "
                 "Compiled functions are traced once and must not depend on tensor values: use "
-                "nir.where(cond, a, b) instead of `if`, and keep loop trip counts static.")
+                "nir.where(cond, a, b) instead of `if` (or nir.cond(pred, true_fn, false_fn, *operands) to run "
+                "only one branch), and keep loop trip counts static (nir.scan keeps a loop a loop).")
 
     def __bool__(self) -> bool:
         self._concrete("Python control flow (if/while/bool())")
@@ -270,16 +303,26 @@ def as_tensor(x: Any, like: NamedTensor | None = None, op: str = "") -> NamedTen
 
 def bind(prim: str, inputs: Sequence[NamedTensor], **params: Any) -> NamedTensor:
     """Apply primitive ``prim`` to ``inputs``: record it when tracing, else evaluate it now."""
-    trace = next((t._trace for t in inputs if t._trace is not None), None)
-    if trace is None and not inputs:
-        trace = _TRACE.get()
+    (out,) = bind_multi(prim, inputs, **params)
+    return out
+
+
+def bind_multi(prim: str, inputs: Sequence[NamedTensor], **params: Any) -> list[NamedTensor]:
+    """`bind` for any primitive, several outputs included (scan, cond): one tensor per output.
+
+    Evaluated now when no input is traced (outside a trace, or on eager tensors inside one); else
+    recorded into the innermost active trace (a scan body's, inside one), which captures inputs of
+    enclosing traces."""
+    traced = next((t._trace for t in inputs if t._trace is not None), None)
+    trace = (_TRACE.get() or traced) if traced is not None or not inputs else None
     if trace is None:
         types = [t._type for t in inputs]
-        out = infer(prim, types, params)
-        return NamedTensor._eager(eval_eqn(prim, [t._data for t in inputs], types, out, params), out)
+        outs = infer_all(prim, types, params)
+        ys = evaluate(prim, [t._data for t in inputs], types, outs, params)
+        return [NamedTensor._eager(y, t) for y, t in zip(ys, outs)]
     ins = [trace.lift(t) for t in inputs]
-    v = trace.builder.add(prim, [t._value for t in ins], where=_user_frame(), **params)
-    return NamedTensor._traced(v, trace)
+    vs = trace.builder.add_multi(prim, [t._value for t in ins], where=_user_frame(), **params)
+    return [NamedTensor._traced(v, trace) for v in vs]
 
 
 def from_array(data: Any, names: Sequence[str | None] | None = None, dtype: Any = None) -> NamedTensor:

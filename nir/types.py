@@ -8,6 +8,7 @@ positional special cases; user names may not start with ``_``.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 from dataclasses import dataclass
@@ -69,10 +70,12 @@ def is_float(dtype: str) -> bool:
 
 
 def promote_dtypes(*dtypes: str) -> str:
-    """PyTorch-style promotion between tensor dtypes (float16 with bfloat16 gives float32)."""
+    """PyTorch-style promotion between tensor dtypes (float16 with bfloat16 gives float32, int8 with uint8 int16)."""
     best = max(dtypes, key=lambda d: DTYPES[d])
     if {"float16", "bfloat16"} <= set(dtypes) and DTYPES[best] == 5:
         return "float32"
+    if {"int8", "uint8"} <= set(dtypes) and DTYPES[best] == 1:
+        return "int16"  # the smallest type that holds both ranges, as in PyTorch
     return best
 
 
@@ -131,18 +134,24 @@ class TensorType:
         items = dims.items() if isinstance(dims, Mapping) else dims
         return TensorType(tuple((str(n), int(s)) for n, s in items), canonical_dtype(dtype))
 
-    @property
+    # cached: a compiled function's call reads them on every call (the instance is immutable)
+    @functools.cached_property
     def names(self) -> tuple[str, ...]:
         return tuple(n for n, _ in self.dims)
 
-    @property
+    @functools.cached_property
     def user_names(self) -> tuple[str | None, ...]:
         """The names a user sees: generated names (unnamed dims) become None."""
         return tuple(None if is_generated(n) else n for n, _ in self.dims)
 
-    @property
+    @functools.cached_property
     def shape(self) -> tuple[int, ...]:
         return tuple(s for _, s in self.dims)
+
+    @functools.cached_property
+    def signature(self) -> tuple[tuple[str | None, ...], tuple[int, ...], str]:
+        """``(user_names, shape, dtype)``: what a compiled function's signature sees of a value."""
+        return (self.user_names, self.shape, self.dtype)
 
     @property
     def sizes(self) -> dict[str, int]:

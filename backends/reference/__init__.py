@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import pathlib
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from nir.artifact import write_manifest
 from nir.interpret import interpret
 from nir.ir import Program
 from nir.target import Target
@@ -40,13 +38,15 @@ class ReferenceExecutable:
         """The reference backend runs the nir program itself."""
         return str(self.program)
 
+    def save(self, path: pathlib.Path) -> dict[str, Any]:
+        """Files for an artifact: none beyond the program text `nir.artifact` writes for every backend."""
+        return {"files": {}}
+
     def export(self, path: str | pathlib.Path) -> pathlib.Path:
-        """Write the program text and a manifest; `nir.load` interprets it again."""
-        path = pathlib.Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        (path / "program.nir").write_text(self.program.text)
-        write_manifest(path, self.program, NAME, self.target, files={"program": "program.nir"})
-        return path
+        """Write a one-signature artifact; `nir.load` interprets it again."""
+        from nir.artifact import ArtifactEntry, export_artifact
+        structure = 0 if len(self.program.outputs) == 1 else tuple(range(len(self.program.outputs)))
+        return export_artifact(path, self.target, [ArtifactEntry(self, NAME, structure)])
 
 
 def build(program: Program, target: Target, **options: Any) -> ReferenceExecutable:

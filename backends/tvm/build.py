@@ -3,7 +3,13 @@
     exe = build(program, parse_target("llvm"))       # -> TVMExecutable
     outs = exe(x, w)                                 # numpy / torch / jax arrays in, numpy arrays out
     exe.export("artifact/")                          # model.so (+ .cu/.ptx for cuda) + manifest.json
-    load(pathlib.Path("artifact/"), manifest)(x, w)  # TVM runtime only, no lowering
+    nir.load("artifact/")(x, w)                      # TVM runtime only, no lowering
+
+Threads: a Relax VM keeps per-call state (its register file), so one VM must never run two calls at
+once. Each executable keeps a pool of VMs: a call takes one (or makes one) and puts it back, so N
+threads calling at once use N VMs, a thread pool that comes and goes reuses them, and after a burst
+at most `_IDLE_VMS` stay. Building takes a process-wide lock, because TVM's BlockBuilder keeps a
+global stack.
 
 CPU: the Relax module is legalized and fused (`relax.get_pipeline("zero")`), then every PrimFunc gets a
 default schedule (`schedule.py`) unless a MetaSchedule database (``tuning_db=``) already scheduled it.
@@ -13,8 +19,10 @@ CUDA: TVM's default GPU pipeline, which schedules with dlight.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import pathlib
+import threading
 import warnings
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -23,16 +31,20 @@ import numpy as np
 import tvm
 from tvm import relax
 
-from nir.artifact import write_manifest
-from nir.backends import BackendChoiceError, BackendError
+from nir.backends import BackendChoiceError, BackendError, FallbackWarning
+from nir.fold import fold_constants
 from nir.ir import Program, verify
 from nir.target import Target, parse_target
 from nir.types import TensorType, canonical_dtype, numpy_dtype
 
+from .control import check_depth
 from .lower import LOWERINGS, lower_program
-from .schedule import schedule_module
+from .conv_width import PadConvWidth
+from .schedule import lanes, schedule_module
+from .vmath import VectorMath
 
-__all__ = ["TVMExecutable", "build", "load", "tvm_target", "unsupported", "cuda_device", "Signature",
+__all__ = ["TVMExecutable", "build", "relax_module", "load", "tvm_target", "to_tvm", "unsupported", "cuda_device",
+           "Signature",
            "DEFAULT_CUDA_ARCH", "ptx"]
 
 NAME = "tvm"
@@ -55,6 +67,10 @@ def _cores() -> int:
 # and otherwise may use fewer threads than there are cores
 _USER_THREADS = "TVM_NUM_THREADS" in os.environ
 os.environ.setdefault("TVM_NUM_THREADS", str(_cores()))
+
+_BUILD_LOCK = threading.RLock()  # lowering and compiling touch TVM's global state
+_VM_LOCK = threading.Lock()  # creating a VM and configuring the thread pool
+_IDLE_VMS = max(4, 2 * _cores())  # VMs kept per executable between calls
 
 
 def cuda_device() -> str | None:
@@ -154,7 +170,7 @@ def _c_order(a: np.ndarray) -> np.ndarray:
     return a if a.flags.c_contiguous else a.copy(order="C")
 
 
-def _to_tvm(x: Any, sig: Signature, index: int, device: tvm.runtime.Device) -> tvm.runtime.Tensor:
+def to_tvm(x: Any, sig: Signature, index: int, device: tvm.runtime.Device) -> tvm.runtime.Tensor:
     """One input as a TVM tensor on ``device``: zero-copy through DLPack where the data is C-contiguous
     and 64-byte aligned, otherwise an aligned contiguous copy. Shapes and dtypes must match exactly."""
     if not hasattr(x, "shape") or not hasattr(x, "dtype"):
@@ -185,6 +201,19 @@ def _to_tvm(x: Any, sig: Signature, index: int, device: tvm.runtime.Device) -> t
         else:  # jax and others convert to numpy (jax bfloat16 comes back as ml_dtypes.bfloat16)
             return tvm.runtime.tensor(_c_order(np.asarray(x)), device)
     return t if t.device == device else t.copyto(device)
+
+
+_from_dlpack = tvm.runtime.from_dlpack
+
+
+def _aligned_copy(x: np.ndarray) -> np.ndarray:
+    """A C-contiguous, 64-byte aligned, writeable copy of ``x`` (numpy's own copy is cheaper than TVM's
+    allocate-and-copy for small arrays)."""
+    buf = np.empty(x.nbytes + ALIGNMENT, np.uint8)
+    off = (-buf.ctypes.data) % ALIGNMENT
+    out = buf[off:off + x.nbytes].view(x.dtype).reshape(x.shape)
+    out[...] = x
+    return out
 
 
 def _set_threads(target: Target) -> None:
@@ -224,46 +253,76 @@ class TVMExecutable:
         self._tvm_target_json = tvm_target_json
         self._vm: Any = None
         self._main: Any = None
+        self._idle: list[Any] = []  # VM entry functions not running a call (list.pop/append are atomic)
+        # the per-call fast path: numpy arrays of exactly the input's shape and dtype go straight through
+        # DLPack, and CPU outputs come back the same way (bfloat16, which numpy's DLPack lacks, does not)
+        self._cpu = target.kind == "llvm"
+        self._exact = [(s.shape, np.dtype(numpy_dtype(s.dtype))) if self._cpu and s.dtype != "bfloat16" else None
+                       for s in self.inputs]
+        self._numpy_out = self._cpu and all(s.dtype != "bfloat16" for s in self.outputs)
 
-    @property
+    @functools.cached_property
     def device(self) -> tvm.runtime.Device:
         """The device the program runs on."""
         return tvm.cuda() if self.target.kind == "cuda" else tvm.cpu()
 
     def vm_function(self) -> Any:
-        """The compiled entry function itself: TVM tensors on `device` in, a tuple of TVM tensors out.
-        No checks and no conversions (for timing kernels)."""
+        """The compiled entry function of a VM of its own (not one of the pool that calls use): TVM tensors
+        on `device` in, a tuple of TVM tensors out. No checks and no conversions (for timing kernels)."""
         if self._main is None:
-            if self.target.kind == "cuda" and not tvm.cuda().exist:
-                raise BackendError(
-                    f"this program was built by the tvm backend for {str(self.target)!r}, but this machine has no "
-                    "CUDA device (tvm.cuda().exist is False). Run it on a machine with an NVIDIA GPU and a "
-                    "CUDA-enabled TVM, or build it for 'llvm' to run it here")
-            _set_threads(self.target)
-            self._vm = relax.VirtualMachine(self.library, self.device)
+            self._vm = self._new_vm()
             self._main = self._vm["main"]
         return self._main
+
+    def _new_vm(self) -> Any:
+        """A fresh VM (the library is shared; registers and workspace are its own)."""
+        if self.target.kind == "cuda" and not tvm.cuda().exist:
+            raise BackendError(
+                f"this program was built by the tvm backend for {str(self.target)!r}, but this machine has no "
+                "CUDA device (tvm.cuda().exist is False). Run it on a machine with an NVIDIA GPU and a "
+                "CUDA-enabled TVM, or build it for 'llvm' to run it here")
+        with _VM_LOCK:
+            _set_threads(self.target)
+            return relax.VirtualMachine(self.library, self.device)
 
     def time_ms(self, *arrays: Any, number: int = 10, repeat: int = 5) -> float:
         """Median milliseconds per call of the compiled function alone, timed by TVM (``number`` calls
         per measurement, ``repeat`` measurements, the device synchronized): inputs are converted and
         moved to the device once, outputs stay there."""
         fn = self.vm_function()
-        args = [_to_tvm(a, s, i, self.device) for i, (a, s) in enumerate(zip(arrays, self.inputs))]
+        args = [to_tvm(a, s, i, self.device) for i, (a, s) in enumerate(zip(arrays, self.inputs))]
         fn(*args)  # warm-up
         timer = self._vm.time_evaluator("main", self.device, number=number, repeat=repeat)
         return float(timer(*args).median) * 1e3
 
     def __call__(self, *arrays: Any) -> list[np.ndarray]:
-        """Run the program; inputs may be numpy arrays, torch tensors, jax arrays or TVM tensors."""
-        fn = self.vm_function()
+        """Run the program; inputs may be numpy arrays, torch tensors, jax arrays or TVM tensors. Inputs
+        and outputs are shared with TVM through DLPack where their memory allows (no copy). Safe to call
+        from several threads at once."""
         if len(arrays) != len(self.inputs):
             want = ", ".join(s.pretty() for s in self.inputs)
             raise BackendError(f"the program takes {len(self.inputs)} inputs ({want}), got {len(arrays)}")
-        dev = self.device
-        args = [_to_tvm(a, s, i, dev) for i, (a, s) in enumerate(zip(arrays, self.inputs))]
-        out = fn(*args)
+        try:
+            fn = self._idle.pop()
+        except IndexError:
+            fn = self._new_vm()["main"]
+        try:
+            out = fn(*[self._input(a, i) for i, a in enumerate(arrays)])
+        finally:
+            if len(self._idle) < _IDLE_VMS:  # after a burst of threads, extra VMs (and their memory) go
+                self._idle.append(fn)
+        if self._numpy_out:
+            return [np.from_dlpack(t) for t in out]
         return [_to_numpy(t) for t in out]
+
+    def _input(self, x: Any, i: int) -> Any:
+        exact = self._exact[i]
+        if exact is not None and type(x) is np.ndarray and x.shape == exact[0] and x.dtype == exact[1] and x.size:
+            # checked here, not by letting from_dlpack fail: a failed TVM call costs ~25 us
+            if not (x.flags.c_contiguous and x.flags.writeable and x.ctypes.data % ALIGNMENT == 0):
+                x = _aligned_copy(x)
+            return _from_dlpack(x)
+        return to_tvm(x, self.inputs[i], i, self.device)
 
     def backend_ir(self, kind: str | None = None) -> str:
         """The Relax module (``kind="relax"``, the default) or the scheduled TIR module (``"tir"``)."""
@@ -279,12 +338,12 @@ class TVMExecutable:
         """The CUDA C source of a program built for cuda (BackendError for other targets)."""
         return _cuda_source(self.library)
 
-    def export(self, path: str | os.PathLike) -> pathlib.Path:
-        """Write ``model.so`` (plus the CUDA source and PTX for cuda) and ``manifest.json`` into ``path``."""
+    def save(self, path: pathlib.Path) -> dict[str, Any]:
+        """Write ``model.so`` (plus the CUDA source and PTX for cuda) into directory ``path``; return the
+        files and what the manifest records about them."""
         if self.program is None:
             raise BackendError("a loaded artifact cannot be exported again; copy its directory instead")
         path = pathlib.Path(path)
-        path.mkdir(parents=True, exist_ok=True)
         self.library.export_library(str(path / LIBRARY))
         files = {"library": LIBRARY}
         extra: dict[str, Any] = {"tvm_version": tvm.__version__, "tvm_target": self._tvm_target_json,
@@ -298,8 +357,15 @@ class TVMExecutable:
                 files["ptx"] = PTX
             except Exception as e:  # noqa: BLE001 - nvcc missing or failing: the .cu is still useful
                 extra["ptx_note"] = f"PTX not written: nvcc failed ({str(e).strip().splitlines()[-1][:300]})"
-        write_manifest(path, self.program, NAME, self.target, files=files, **extra)
-        return path
+        return {"files": files, **extra}
+
+    def export(self, path: str | os.PathLike) -> pathlib.Path:
+        """Write a one-signature artifact (``model.so``, ..., ``manifest.json``) at ``path``."""
+        from nir.artifact import ArtifactEntry, export_artifact
+        if self.program is None:
+            raise BackendError("a loaded artifact cannot be exported again; copy its directory instead")
+        structure = 0 if len(self.program.outputs) == 1 else tuple(range(len(self.program.outputs)))
+        return export_artifact(path, self.target, [ArtifactEntry(self, NAME, structure)])
 
 
 def _modules(m: tvm.runtime.Module):
@@ -363,10 +429,27 @@ def _compile(mod: tvm.IRModule, target: Target, ttarget: tvm.target.Target, tuni
         if scheduled is legal:
             raise
         warnings.warn(f"nir tvm backend: a default schedule failed to compile ({str(e).splitlines()[0][:200]}); "
-                      "using unscheduled loops (correct but slow)", RuntimeWarning, stacklevel=3)
+                      "using unscheduled loops (correct but slow)", FallbackWarning, stacklevel=3)
         scheduled, report = legal, {name: None for name in report}
         lib = tvm.compile(legal, target=ttarget)
     return lib, scheduled.script(), report
+
+
+def relax_module(program: Program, target: Target, fast_math: bool = False) -> tvm.IRModule:
+    """The Relax module that `build` compiles for ``program`` (tuning must extract its tasks from the
+    same one, or the tuned records would not match the built PrimFuncs): the lowered program, with
+    TVM's approximations (``fast_math``) or, on CPUs, nir's vectorizable float32 exp, tanh, sigmoid,
+    erf and softmax (`vmath`; as accurate as libm, which LLVM cannot vectorize), and NCHW convolutions
+    widened to whole vectors (`conv_width`). int8 contractions use the CPU's dot-product instructions where it
+    has them (`int8`)."""
+    with tvm_target(target):  # lowerings may pick kernels for the CPU (int8.py: VNNI)
+        mod = lower_program(fold_constants(program))  # numpy folds in ms what TVM's FoldConstant compiles
+    if fast_math:
+        mod = relax.transform.FastMathTransform()(mod)
+    if target.kind == "llvm":
+        mod = VectorMath()(mod)
+        mod = PadConvWidth(lanes(tvm_target(target), "float32"))(mod)
+    return mod
 
 
 def build(program: Program, target: Target | str, *, tuning_db: Any = None, schedule: bool = True,
@@ -375,9 +458,10 @@ def build(program: Program, target: Target | str, *, tuning_db: Any = None, sche
 
     ``tuning_db``: a MetaSchedule database (or its work_dir) whose records schedule the PrimFuncs they
     match; the default schedules take the rest. ``schedule=False`` keeps TVM's plain loops on the CPU
-    (slow; for debugging a schedule). ``fast_math=True`` computes exp, tanh, erf (so gelu) and softmax
-    with TVM's vectorizable polynomial approximations (relative error below 1e-6 for finite results,
-    several times faster on CPUs; but no inf on overflow). Raises BackendError for a primitive this
+    (slow; for debugging a schedule). On CPUs, float32 exp, tanh, sigmoid, erf (so gelu) and softmax
+    are computed by vectorizable forms as accurate as libm (`vmath`); ``fast_math=True`` uses TVM's
+    approximations instead (relative error below 1e-6 for finite results, but no inf on overflow and
+    no NaN propagation). Raises BackendError for a primitive this
     backend cannot lower.
     """
     target = parse_target(target)
@@ -390,12 +474,11 @@ def build(program: Program, target: Target | str, *, tuning_db: Any = None, sche
         detail = "; ".join(f"{p}: {reasons.get(p, 'no lowering')}" for p in missing)
         raise BackendError(f"the tvm backend cannot compile primitive(s) {', '.join(missing)} ({detail}). "
                            "Use another backend for this program (e.g. backend='xla' or 'reference')")
-    ttarget = tvm_target(target)
-    with ttarget:  # lowerings may pick kernels for the CPU (int8.py: VNNI)
-        mod = lower_program(program)
-    if fast_math:
-        mod = relax.transform.FastMathTransform()(mod)
-    lib, tir_text, report = _compile(mod, target, ttarget, tuning_db, schedule)
+    check_depth(program)
+    with _BUILD_LOCK:  # TVM's BlockBuilder keeps a process-global stack: one build at a time
+        ttarget = tvm_target(target)
+        mod = relax_module(program, target, fast_math)
+        lib, tir_text, report = _compile(mod, target, ttarget, tuning_db, schedule)
     return TVMExecutable(lib, target, [Signature.of(v.type) for v in program.inputs],
                          [Signature.of(v.type) for v in program.outputs], program=program,
                          relax_text=mod.script(), tir_text=tir_text, schedules=report,
@@ -403,7 +486,9 @@ def build(program: Program, target: Target | str, *, tuning_db: Any = None, sche
 
 
 def load(path: pathlib.Path, manifest: dict[str, Any]) -> TVMExecutable:
-    """Load an exported artifact (``model.so`` + manifest) with TVM's runtime alone."""
+    """Load one signature of an artifact (``manifest``: its entry in the artifact's manifest, files relative
+    to ``path``) with TVM's runtime alone. This maps native code into the process: `nir.load` checks the
+    files against the manifest's hashes first, and the artifact must come from a source you trust."""
     path = pathlib.Path(path)
     lib_path = path / manifest["files"]["library"]
     if not lib_path.is_file():

@@ -1,6 +1,9 @@
-"""Lower a nir Program to ONE Relax function ("main") built with `relax.BlockBuilder`.
+"""Lower a nir Program to a Relax module whose entry is "main", built with `relax.BlockBuilder`.
 
-`LOWERINGS` maps every primitive to a function ``(eqn, *args) -> Named``. Each argument is a `Named`: a
+`LOWERINGS` maps every primitive to a function ``(eqn, *args) -> Named``, or, for a primitive with
+sub-programs (scan, cond; see `control.py`), to a `Control`: its `prepare` adds Relax functions for
+the sub-programs to the module before "main" is built, and its `emit` calls them from main's
+dataflow block, returning one `Named` per output. Each argument is a `Named`: a
 Relax expression whose axes follow the input value's *physical* order (`Value.physical_order`). A
 lowering may return its result with axes in any order it finds convenient (it says which, in the
 returned `Named`); `lower_program` then permutes the result into the output value's physical order.
@@ -18,7 +21,7 @@ and every result is rounded back to its dtype.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
@@ -31,7 +34,7 @@ from nir.ir import Eqn, Program
 from nir.ops.quant import INT8_RANGE
 from nir.types import is_float, numpy_dtype
 
-__all__ = ["Named", "LOWERINGS", "lower_program", "LOW_PRECISION"]
+__all__ = ["Named", "LOWERINGS", "lower_program", "LOW_PRECISION", "Control", "LoweringContext", "emit_program"]
 
 LOW_PRECISION = ("float16", "bfloat16")
 
@@ -174,11 +177,23 @@ BINARY: dict[str, Callable[[relax.Expr, relax.Expr], relax.Expr]] = {
 }
 
 
+# TVM has no arithmetic or ordering on bool (uint1): these compute on int8 and round back (add is
+# logical or, mul logical and, maximum or, minimum and, as in PyTorch)
+BOOL_AS_INT8 = {"add", "mul", "maximum", "minimum", "eq", "ne", "lt", "le", "gt", "ge"}
+
+
+def as_int8(x: Named) -> Named:
+    """A bool ``x`` as int8 (0 or 1); others unchanged."""
+    return bind(R.astype(x.expr, "int8"), x.names) if x.dtype == "bool" else x
+
+
 def _elementwise(fn: Callable[..., relax.Expr], wide: bool = False) -> Lowering:
     """Broadcast by name: every operand is aligned to the output's physical order, then ``fn``
     (in float32 for low-precision operands when ``wide``)."""
     def lower(eqn: Eqn, *args: Named) -> Named:
         order = eqn.out.physical_order
+        if eqn.prim in BOOL_AS_INT8:
+            args = tuple(as_int8(a) for a in args)
         y = bind(fn(*[align(upcast(a) if wide else a, _trailing(order, a)) for a in args]), order)
         return downcast(broadcast(y, eqn.out.type.sizes), eqn.out.type.dtype)
     return lower
@@ -258,7 +273,7 @@ def _reduce(name: str) -> Lowering:
 
     def lower(eqn: Eqn, x: Named) -> Named:
         dims = eqn.kwargs["dims"]
-        y = upcast(x) if wide else x
+        y = upcast(x) if wide else as_int8(x)  # TVM knows no maximum or minimum value of bool
         keep = tuple(n for n in x.names if n not in dims)
         out = fn(y.expr, axis=_axes(x, dims), keepdims=False)
         if name in ("reduce_max", "reduce_min") and is_float(x.dtype):
@@ -300,6 +315,10 @@ def _layer_norm(eqn: Eqn, x: Named) -> Named:
     x = _innermost(x, p["dims"])
     y = upcast(x)
     axes = sorted(_axes(x, p["dims"]))
+    if y.dtype == "float64":  # R.nn.layer_norm has float32 and float16 kernels only
+        centered = R.subtract(y.expr, R.mean(y.expr, axis=axes, keepdims=True))
+        var = R.mean(R.multiply(centered, centered), axis=axes, keepdims=True)
+        return bind(R.divide(centered, R.sqrt(R.add(var, relax.const(float(p["eps"]), "float64")))), x.names)
     shape = [x.shape[a] for a in axes]
     ones, zeros = R.ones(shape, y.dtype), R.zeros(shape, y.dtype)
     out = R.nn.layer_norm(y.expr, ones, zeros, axes=axes, epsilon=float(p["eps"]), center=False, scale=False)
@@ -322,6 +341,9 @@ def _contract(eqn: Eqn, a: Named, b: Named) -> Named:
     def size(names: Sequence[str], sizes: dict[str, int]) -> int:
         return math.prod(sizes[n] for n in names)
 
+    if size(over, sa) == 0:  # a sum of no terms (TVM's matmul rejects an empty reduction)
+        names = batch + a_free + b_free
+        return _zeros([(n, {**sa, **sb}[n]) for n in names], a.dtype)
     lead = [("_batch", size(batch, sa))] if batch else []
     a3 = reshape(permute(a, batch + a_free + over), lead + [("_m", size(a_free, sa)), ("_k", size(over, sa))])
     b3 = reshape(permute(b, batch + over + b_free), lead + [("_k", size(over, sb)), ("_n", size(b_free, sb))])
@@ -335,6 +357,18 @@ def _accumulator(x: Named) -> str | None:
     """The dtype a contraction of ``x`` accumulates in when it is not ``x``'s own: float32 for 16-bit
     floats, int32 for int8."""
     return {"float16": "float32", "bfloat16": "float32", "int8": "int32"}.get(x.dtype)
+
+
+def _zeros(dims: Sequence[tuple[str, int]], dtype: str) -> Named:
+    """Zeros of named ``dims``."""
+    return bind(R.zeros([s for _, s in dims], dtype), tuple(n for n, _ in dims))
+
+
+def _empty(dims: Sequence[tuple[str, int]], dtype: str) -> Named:
+    """A tensor of named ``dims`` with no elements: allocated at run time, since TVM folds anything computed
+    from constants alone into a constant, and a constant of zero elements cannot be saved and loaded."""
+    shape = relax.ShapeExpr([s for _, s in dims])
+    return bind(relax.op.builtin.alloc_tensor(shape, dtype, 0), tuple(n for n, _ in dims))
 
 
 def _image_layout(x: Named, channels: str | None, spatial: Sequence[str]) -> tuple[str, tuple[str, ...]]:
@@ -475,11 +509,92 @@ def _take(eqn: Eqn, x: Named, idx: Named) -> Named:
     return bind(y, x.names[:ax] + idx.names + x.names[ax + 1:])
 
 
+def _gather(eqn: Eqn, x: Named, idx: Named) -> Named:
+    """gather_elements on x and the indices brought to one shape: the indices' dims in their order (plus
+    `dim` last when they lack it), x's dims aligned and broadcast to that; negative indices wrap."""
+    dim = eqn.kwargs["dim"]
+    order = idx.names if dim in idx.names else idx.names + (dim,)
+    sizes = {**idx.sizes, dim: x.sizes[dim]}
+    xb = broadcast(bind(align(x, order), order), sizes)
+    ib = idx if dim in idx.names else reshape(idx, [*zip(idx.names, idx.shape), (dim, 1)])
+    n = relax.const(x.sizes[dim], idx.dtype)
+    wrapped = R.where(R.less(ib.expr, relax.const(0, idx.dtype)), R.add(ib.expr, n), ib.expr)
+    y = bind(R.gather_elements(xb.expr, wrapped, axis=order.index(dim)), order)
+    return y if dim in idx.names else reshape(y, list(zip(idx.names, idx.shape)))
+
+
+# ---------------------------------------------------------------------------------------------
+# cumulative
+# ---------------------------------------------------------------------------------------------
+
+def _cumulative(fn: Callable[..., relax.Expr]) -> Lowering:
+    def lower(eqn: Eqn, x: Named) -> Named:
+        ax = x.names.index(eqn.kwargs["dim"])
+        y = upcast(x).expr
+        if eqn.kwargs["reverse"]:
+            y = R.flip(y, ax)
+        y = fn(y, axis=ax)
+        if eqn.kwargs["reverse"]:
+            y = R.flip(y, ax)
+        return downcast(bind(y, x.names), x.dtype)
+    return lower
+
+
+def _filled(shape: Sequence[int], value: float, dtype: str) -> relax.Expr:
+    """A constant-filled tensor as a broadcast 0-d constant (R.full cannot legalize inf or NaN)."""
+    fill = relax.const(np.asarray(value, dtype=numpy_dtype(dtype)), dtype)
+    return R.broadcast_to(R.reshape(fill, [1] * len(shape)), list(shape))
+
+
+def _pad(eqn: Eqn, x: Named) -> Named:
+    """Interior padding by interleaving with a filled block and reshaping; edge padding with R.nn.pad;
+    negative (cropping) edges with strided_slice."""
+    value, dtype = eqn.kwargs["value"], x.dtype
+    for dim, low, high, interior in eqn.kwargs["pads"]:
+        ax = x.names.index(dim)
+        n = x.shape[ax]
+        if interior and n > 1:
+            fill_shape = list(x.shape)
+            fill_shape.insert(ax + 1, interior)
+            pairs = R.concat([R.expand_dims(x.expr, [ax + 1]), _filled(fill_shape, value, dtype)], axis=ax + 1)
+            merged = list(x.shape)
+            merged[ax] = n * (interior + 1)
+            spread = bind(R.reshape(pairs, merged), x.names)
+            x = bind(R.strided_slice(spread.expr, [ax], [0], [(n - 1) * (interior + 1) + 1]), x.names)
+        if low > 0 or high > 0:
+            width = [0] * (2 * len(x.names))
+            width[2 * ax], width[2 * ax + 1] = max(low, 0), max(high, 0)
+            x = bind(R.nn.pad(x.expr, width, pad_value=float(value)), x.names)
+        if low < 0 or high < 0:
+            x = bind(R.strided_slice(x.expr, [ax], [max(-low, 0)], [x.shape[ax] - max(-high, 0)]), x.names)
+    return x
+
+
+def _scatter_add(eqn: Eqn, x: Named, idx: Named, updates: Named) -> Named:
+    """R.scatter_elements with reduction="add" along the dim: the indices are flattened to one axis and
+    broadcast to the updates' shape (which has the operand's other axes around it)."""
+    dim = eqn.kwargs["dim"]
+    ax = x.names.index(dim)
+    n = x.sizes[dim]
+    k = math.prod(idx.shape)
+    pre, post = x.names[:ax], x.names[ax + 1:]
+    flat_idx = R.reshape(idx.expr, [k])
+    flat_idx = R.where(R.less(flat_idx, relax.const(0, idx.dtype)), R.add(flat_idx, relax.const(n, idx.dtype)),
+                       flat_idx)  # negative indices count from the end, as in take
+    sizes = updates.sizes
+    u = reshape(permute(updates, pre + idx.names + post),
+                [(d, sizes[d]) for d in pre] + [("_k", k)] + [(d, sizes[d]) for d in post])
+    shape = list(u.shape)
+    along = R.reshape(flat_idx, [1] * len(pre) + [k] + [1] * len(post))
+    y = R.scatter_elements(x.expr, R.broadcast_to(along, shape), u.expr, axis=ax, reduction="add")
+    return bind(y, x.names)
+
+
 # ---------------------------------------------------------------------------------------------
 # the table
 # ---------------------------------------------------------------------------------------------
 
-LOWERINGS: dict[str, Lowering] = {
+LOWERINGS: dict[str, "Lowering | Control"] = {
     **{name: _elementwise(fn) for name, fn in UNARY.items()},
     **{name: _elementwise(fn, wide=name == "pow") for name, fn in BINARY.items()},  # TVM: no bfloat16 pow
     "gelu": _gelu,
@@ -510,25 +625,85 @@ LOWERINGS: dict[str, Lowering] = {
     "slice": _slice,
     "concat": _concat,
     "take": _take,
+    "gather": _gather,
+    "cumsum": _cumulative(R.cumsum),
+    "cumprod": _cumulative(R.cumprod),
+    "pad": _pad,
+    "scatter_add": _scatter_add,
 }
 
 
-def lower_program(program: Program, lowerings: dict[str, Lowering] | None = None) -> tvm.IRModule:
-    """Build the Relax module of ``program``: one function "main" taking the inputs in logical order
-    and returning a tuple of the outputs in logical order. Assumes every primitive has a lowering
-    (the caller reports the unsupported ones)."""
-    table = LOWERINGS if lowerings is None else lowerings
-    bb = relax.BlockBuilder()
+@dataclass(frozen=True)
+class Control:
+    """The lowering of a primitive whose parameters include sub-programs.
+
+    ``prepare(ctx, eqn) -> state`` runs before any Relax function is open: it adds the functions the
+    equation needs (a loop, branches) to ``ctx.bb``'s module. Sub-programs are prepared first, so
+    their own scans and conds are ready when ``prepare`` emits a sub-program with `emit_program`.
+    ``emit(ctx, eqn, state, *args) -> list[Named]`` then calls them from a dataflow block.
+    """
+
+    prepare: Callable[["LoweringContext", Eqn], object]
+    emit: Callable[..., list[Named]]
+
+
+@dataclass
+class LoweringContext:
+    """What lowering one module shares: the builder, the lowering table, and each control-flow
+    equation's prepared functions (keyed by ``id(eqn)``)."""
+
+    bb: relax.BlockBuilder
+    table: dict[str, "Lowering | Control"]
+    prepared: dict[int, object] = field(default_factory=dict)
+    names: dict[str, int] = field(default_factory=dict)
+
+    def unique(self, name: str) -> str:
+        """A function name not used before in this module (``scan0_step``, ``scan1_step``...)."""
+        n = self.names[name] = self.names.get(name, -1) + 1
+        return f"{name}{n}"
+
+    def prepare(self, program: Program) -> None:
+        """Prepare every control-flow equation of ``program`` and of its sub-programs, innermost first."""
+        for e in program.eqns:
+            for _, sub in e.subprograms:
+                self.prepare(sub)
+            low = self.table[e.prim]
+            if isinstance(low, Control):
+                self.prepared[id(e)] = low.prepare(self, e)
+
+
+def emit_program(ctx: LoweringContext, program: Program, args: Sequence[Named]) -> list[Named]:
+    """Emit ``program``'s equations into the current dataflow block; ``args`` are its inputs (any axis
+    order), the results are its outputs (in their physical orders)."""
+    env = {v.id: permute(a, v.physical_order) for v, a in zip(program.inputs, args, strict=True)}
+    for e in program.eqns:
+        ins = [env[v.id] for v in e.inputs]
+        low = ctx.table[e.prim]
+        if all(v.type.numel == 0 for v in e.outputs):  # nothing to compute; TVM's reshapes and constants reject it
+            results = [_empty([(n, v.type.size(n)) for n in v.physical_order], v.type.dtype) for v in e.outputs]
+        else:
+            results = low.emit(ctx, e, ctx.prepared[id(e)], *ins) if isinstance(low, Control) else [low(e, *ins)]
+        for v, r in zip(e.outputs, results, strict=True):
+            env[v.id] = permute(r, v.physical_order)
+    return [env[v.id] for v in program.outputs]
+
+
+def lower_program(program: Program, lowerings: dict[str, "Lowering | Control"] | None = None) -> tvm.IRModule:
+    """Build the Relax module of ``program``: its function "main" takes the inputs in logical order
+    and returns a tuple of the outputs in logical order (private functions hold the loops and
+    branches of scans and conds). Assumes every primitive has a lowering (the caller reports the
+    unsupported ones)."""
+    ctx = LoweringContext(relax.BlockBuilder(), LOWERINGS if lowerings is None else lowerings)
+    ctx.prepare(program)
+    bb = ctx.bb
     params = [relax.Var(f"x{v.id}", relax.TensorType(v.type.shape, v.type.dtype)) for v in program.inputs]
-    env: dict[int, Named] = {}
     with bb.function("main", params):
         with bb.dataflow():
-            for v, p in zip(program.inputs, params):
-                env[v.id] = permute(Named(p, v.type.names), v.physical_order)
-            for e in program.eqns:
-                out = e.outputs[0]
-                env[out.id] = permute(table[e.prim](e, *[env[v.id] for v in e.inputs]), out.physical_order)
-            results = [permute(env[v.id], v.type.names).expr for v in program.outputs]
+            outs = emit_program(ctx, program, [Named(p, v.type.names) for v, p in zip(program.inputs, params)])
+            results = [permute(r, v.type.names).expr for r, v in zip(outs, program.outputs)]
             gv = bb.emit_output(relax.Tuple(results))
         bb.emit_func_output(gv)
     return relax.transform.DeadCodeElimination()(bb.get())  # permutes that `permute` composed away
+
+
+from . import control as _control  # noqa: E402,F401  (adds scan and cond to LOWERINGS; it builds on the above)

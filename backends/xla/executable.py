@@ -25,7 +25,6 @@ import jax.numpy as jnp
 import numpy as np
 from jax import export as jax_export
 
-from nir.artifact import write_manifest
 from nir.backends import BackendChoiceError, BackendError
 from nir.ir import Program, verify
 from nir.target import Target, parse_target
@@ -55,7 +54,7 @@ def has_device(platform: str) -> bool:
 def _x64(program: Program) -> Callable[[], contextlib.AbstractContextManager]:
     """JAX narrows int64/float64 to 32 bits unless x64 is on: programs with 64-bit values are traced
     and called inside ``jax.enable_x64(True)`` (about 0.6 us per call), all others outside it."""
-    if jax.config.jax_enable_x64 or not any(v.type.dtype in _WIDE for v in program.values()):
+    if jax.config.jax_enable_x64 or not any(v.type.dtype in _WIDE for p in program.walk() for v in p.values()):
         return contextlib.nullcontext
     return lambda: jax.enable_x64(True)
 
@@ -209,20 +208,23 @@ class XLAExecutable:
                 self._exported = jax_export.export(self._jit, platforms=[self.platform])(*self._specs)
         return self._exported
 
-    def export(self, path: str | pathlib.Path) -> pathlib.Path:
-        """Write the serialized jax.export (``program.jax_export``) and ``manifest.json`` into directory
-        ``path``; `load` runs it again. Needs the ``flatbuffers`` package."""
-        path = pathlib.Path(path)
-        path.mkdir(parents=True, exist_ok=True)
+    def save(self, path: pathlib.Path) -> dict[str, Any]:
+        """Write the serialized jax.export (``program.jax_export``, StableHLO) into directory ``path``;
+        return the files and what the manifest records about them. Needs the ``flatbuffers`` package."""
         try:
             blob = self.exported.serialize()
         except ImportError as e:
             raise BackendError(f"exporting needs the flatbuffers package: pip install flatbuffers ({e})") from None
-        (path / EXPORT_FILE).write_bytes(bytes(blob))
-        write_manifest(path, self.program, NAME, self.target, files={"exported": EXPORT_FILE},
-                       platforms=list(self.exported.platforms), compiler_options=self.compiler_options,
-                       **self._sharding)
-        return path
+        (pathlib.Path(path) / EXPORT_FILE).write_bytes(bytes(blob))
+        return {"files": {"exported": EXPORT_FILE}, "platforms": list(self.exported.platforms),
+                "compiler_options": self.compiler_options, **self._sharding}
+
+    def export(self, path: str | pathlib.Path) -> pathlib.Path:
+        """Write a one-signature artifact (``program.jax_export`` + ``manifest.json``) at ``path``;
+        `nir.load` runs it again."""
+        from nir.artifact import ArtifactEntry, export_artifact
+        structure = 0 if len(self.program.outputs) == 1 else tuple(range(len(self.program.outputs)))
+        return export_artifact(path, self.target, [ArtifactEntry(self, NAME, structure)])
 
 
 def build(program: Program, target: Target | str, *, compiler_options: Mapping[str, Any] | None = None,
@@ -243,10 +245,11 @@ def build(program: Program, target: Target | str, *, compiler_options: Mapping[s
         raise ValueError(f"precision={precision!r}; choose one of {', '.join(PRECISIONS)}")
     verify(program)
     for e in program.eqns:
-        if e.prim not in LOWERINGS:
-            why = UNSUPPORTED.get(e.prim, "no lowering exists")
-            raise BackendError(f"the xla backend does not support primitive {e.prim!r} ({why}); it is used by "
-                               f"{e.where or 'an equation'} of the program. Use another backend, e.g. 'reference'")
+        for prim in sorted({e.prim} | {p for _, sub in e.subprograms for p in sub.prims()}):
+            if prim not in LOWERINGS:
+                why = UNSUPPORTED.get(prim, "no lowering exists")
+                raise BackendError(f"the xla backend does not support primitive {prim!r} ({why}); it is used by "
+                                   f"{e.where or 'an equation'} of the program. Use another backend, e.g. 'reference'")
     platform = PLATFORMS[target.kind]
     plan, sharding = None, {}
     if mesh is not None or shard is not None:
@@ -258,10 +261,11 @@ def build(program: Program, target: Target | str, *, compiler_options: Mapping[s
 
 
 def load(path: str | pathlib.Path, manifest: Mapping[str, Any]) -> XLAExecutable:
-    """Load an artifact written by `XLAExecutable.export`: it runs here when its platform is present
-    (cpu artifacts always); otherwise calling it explains where to run it."""
+    """Load one signature of an artifact (``manifest``: its entry in the artifact's manifest, files relative
+    to ``path``): it runs here when its platform is present (cpu artifacts always); otherwise calling it
+    explains where to run it."""
     path = pathlib.Path(path)
-    program = parse_program(manifest["program"])
+    program = parse_program((path / manifest["files"]["program"]).read_text())
     target = parse_target(manifest["target"])
     with _x64(program)():
         exported = jax_export.deserialize(bytearray((path / manifest["files"]["exported"]).read_bytes()))

@@ -10,6 +10,10 @@ Lowering signature::
 
     lowering(args: list[jax.Array], ins: Sequence[Value], out: Value, **params) -> (jax.Array, order)
 
+A primitive with ``multiple_results`` (scan, cond) gets ``outs`` (all its output values) instead of
+``out`` and returns a list of ``(array, order)``, one per output. Sub-programs (a scan's body, a
+cond's branches) are lowered by `to_jax` itself, inside `lax.scan`/`lax.cond`: the loop stays a loop.
+
 No primitive mentions an axis number in the IR; positions are computed here, from the names.
 """
 
@@ -119,7 +123,11 @@ def _elementwise(fn: Callable[..., jax.Array]) -> Lowering:
 
 
 def _cast(args, ins, out, *, dtype: str):
-    return lax.convert_element_type(args[0], numpy_dtype(dtype)), ins[0].physical_order
+    x = args[0]
+    if x.dtype == jnp.bool_ and jnp.issubdtype(numpy_dtype(dtype), jnp.floating):
+        # through int8: XLA rewrites convert(bool) / y as select(bool, 1 / y, 0), which gives 0 for 0 / 0
+        x = lax.convert_element_type(x, jnp.int8)
+    return lax.convert_element_type(x, numpy_dtype(dtype)), ins[0].physical_order
 
 
 # ----------------------------------------------------------------------------------------------
@@ -211,6 +219,9 @@ def _conv2d(args, ins, out, *, channels: str, out_channels: str, spatial: Sequen
     """lax.conv_general_dilated with dimension numbers taken from the names, so NCHW, NHWC and any
     other physical order run without transposes. Zero or several batch dims are merged into one."""
     (x, w), (px, pw) = args, (ins[0].physical_order, ins[1].physical_order)
+    if groups > 1 and w.shape[pw.index(channels)] * w.shape[pw.index(spatial[0])] * w.shape[pw.index(spatial[1])] \
+            <= MAX_TAPS:
+        return _grouped_taps(x, w, px, pw, out, channels, out_channels, spatial, stride, padding, dilation, groups)
     batch = [n for n in px if n != channels and n not in spatial]
     if len(batch) == 1:
         lhs, b, out_order = px, batch[0], out.physical_order
@@ -231,6 +242,48 @@ def _conv2d(args, ins, out, *, channels: str, out_channels: str, spatial: Sequen
         y = y.reshape((*[out.type.size(n) for n in batch], *y.shape[1:]))
         out_order = (*batch, *out_order[1:])
     return y, out_order
+
+
+def _grouped_taps(x: jax.Array, w: jax.Array, px: Order, pw: Order, out: Value, channels: str, out_channels: str,
+                  spatial: Sequence[str], stride, padding, dilation, groups: int) -> tuple[jax.Array, Order]:
+    """A grouped convolution with few input channels per group (depthwise: one, as in MobileNet's and
+    EfficientNet's 3x3 and 5x5 layers) as a sum over the kernel taps and in-group channels of strided
+    slices of the padded input, each times one weight per output channel. XLA fuses the sum into one
+    loop; XLA:CPU's own grouped convolution runs these 4-35x slower (docs/performance.md). Works in
+    ``x``'s physical order, whatever it is."""
+    y = _widen(x)
+    c = px.index(channels)
+    per_group = y.shape[c] // groups  # input channels per group
+    multiplier = out.type.size(out_channels) // groups  # output channels per group
+    pads = [(0, 0, 0)] * y.ndim
+    for s, p in zip(spatial, padding):
+        pads[px.index(s)] = (p, p, 0)
+    y = lax.pad(y, jnp.array(0, y.dtype), pads)
+    taps = transpose(_widen(w), pw, (*spatial, channels, out_channels))  # {KH, KW, C per group, O}
+    per_channel = [out.type.size(out_channels) if i == c else 1 for i in range(y.ndim)]
+    acc = None
+    for ci in range(per_group):
+        start, limit, strides = [0] * y.ndim, list(y.shape), [1] * y.ndim
+        start[c], strides[c] = ci, per_group  # input channel ci of every group
+        yc = lax.slice(y, start, limit, strides)
+        if multiplier > 1:  # output channel o of group g reads group g's channels
+            yc = jnp.repeat(yc, multiplier, axis=c)
+        for kh in range(taps.shape[0]):
+            for kw in range(taps.shape[1]):
+                start, limit, strides = [0] * y.ndim, list(yc.shape), [1] * y.ndim
+                for s, k, st, d in zip(spatial, (kh, kw), stride, dilation):
+                    ax = px.index(s)
+                    start[ax] = k * d
+                    limit[ax] = start[ax] + st * (out.type.size(s) - 1) + 1
+                    strides[ax] = st
+                term = lax.slice(yc, start, limit, strides) * taps[kh, kw, ci].reshape(per_channel)
+                acc = term if acc is None else acc + term
+    return acc.astype(x.dtype), tuple(out_channels if n == channels else n for n in px)
+
+
+# a grouped convolution becomes taps (`_grouped_taps`) up to this many products per output element;
+# beyond, XLA's convolution wins (64 input channels per group: 17x slower as taps)
+MAX_TAPS = 128
 
 
 def _pool2d(args, ins, out, *, kind: str, kernel, stride, padding, spatial: Sequence[str]):
@@ -265,8 +318,9 @@ def _conv2d_wide(args, ins, out, *, channels: str, out_channels: str, spatial: S
     """An im2col (a strided slice per kernel tap of the padded NHWC image) and one dot_general that
     accumulates in the wide dtype: XLA:CPU runs integer convolutions as plain loops (about 100x slower
     here), but int8 and bfloat16 dots on AMX/VNNI (YNNPACK). Grouped convolutions use `_conv2d`."""
-    if groups != 1:
-        return _conv2d(args, ins, out, channels=channels, out_channels=out_channels, spatial=spatial, stride=stride,
+    if groups != 1:  # operands widened first: grouped convolutions may run as sums of taps in their dtype
+        wide = [a.astype(_dtype(out)) for a in args]
+        return _conv2d(wide, ins, out, channels=channels, out_channels=out_channels, spatial=spatial, stride=stride,
                        padding=padding, dilation=dilation, groups=groups, precision=precision)
     (x, w), (px, pw) = args, (ins[0].physical_order, ins[1].physical_order)
     batch = [n for n in px if n != channels and n not in spatial]
@@ -350,6 +404,75 @@ def _take(args, ins, out, *, dim: str):
     return jnp.take(x, idx, axis=ax), (*px[:ax], *pi, *px[ax + 1:])
 
 
+def _gather(args, ins, out, *, dim: str):
+    """take_along_axis on x aligned to the indices' dims (plus `dim` last when they lack it); negative
+    indices wrap, out-of-range ones are clamped (compiled code cannot raise as the reference does)."""
+    (x, idx), (px, pi) = args, (ins[0].physical_order, ins[1].physical_order)
+    order = pi if dim in pi else (*pi, dim)
+    ib = idx if dim in pi else idx[..., None]
+    n = ins[0].type.size(dim)
+    y = jnp.take_along_axis(align(x, px, order), jnp.where(ib < 0, ib + n, ib), axis=order.index(dim),
+                            mode="clip")
+    return (y, order) if dim in pi else (y[..., 0], pi)
+
+
+def _pad(args, ins, out, *, pads, value: float):
+    (x,), order = args, ins[0].physical_order
+    config = [(0, 0, 0)] * x.ndim
+    for dim, low, high, interior in pads:
+        config[order.index(dim)] = (low, high, interior)
+    return lax.pad(x, jnp.array(value, x.dtype), config), order
+
+
+def _scatter_add(args, ins, out, *, dim: str):
+    """``x.at[..., idx, ...].add(updates)``: duplicate indices add up; negative ones count from the end."""
+    (x, idx, updates), (px, pi, pu) = args, (ins[0].physical_order, ins[1].physical_order, ins[2].physical_order)
+    ax = px.index(dim)
+    u = transpose(updates, pu, (*px[:ax], *pi, *px[ax + 1:]))
+    return x.at[(slice(None),) * ax + (idx,)].add(u), px
+
+
+# ----------------------------------------------------------------------------------------------
+# cumulative
+# ----------------------------------------------------------------------------------------------
+
+def _cumulative(fn: Callable[..., jax.Array]) -> Lowering:
+    def lower(args, ins, out, *, dim: str, reverse: bool):
+        order = ins[0].physical_order
+        x = args[0]
+        y = fn(_widen(x), order.index(dim), reverse=reverse)
+        return y.astype(x.dtype), order
+    return lower
+
+
+# ----------------------------------------------------------------------------------------------
+# control flow: sub-programs run through to_jax, in their logical orders at the boundary
+# ----------------------------------------------------------------------------------------------
+
+def _scan(args, ins, outs, *, body: Program, over: str, reverse: bool, num_consts: int, num_carry: int,
+          precision: lax.Precision = lax.Precision.HIGHEST):
+    """lax.scan over ``over``: xs move it to the front, carries and consts go in their logical orders."""
+    step_fn = to_jax(body, precision)
+    logical = [transpose(a, v.physical_order, v.type.names) for a, v in zip(args, ins)]
+    split = num_consts + num_carry
+    consts, init = logical[:num_consts], logical[num_consts:split]
+    xs = [transpose(a, v.type.names, (over, *[n for n in v.type.names if n != over]))
+          for a, v in zip(logical[split:], ins[split:])]
+
+    def step(carry, x_t):
+        results = step_fn(*consts, *carry, *x_t)
+        return results[:num_carry], results[num_carry:]
+    carry, ys = lax.scan(step, init, xs, reverse=reverse)
+    return [(a, v.type.names) for a, v in zip([*carry, *ys], outs)]
+
+
+def _cond(args, ins, outs, *, true_branch: Program, false_branch: Program,
+          precision: lax.Precision = lax.Precision.HIGHEST):
+    ops_ = [transpose(a, v.physical_order, v.type.names) for a, v in zip(args[1:], ins[1:])]
+    results = lax.cond(args[0], to_jax(true_branch, precision), to_jax(false_branch, precision), *ops_)
+    return [(a, v.type.names) for a, v in zip(results, outs)]
+
+
 # ----------------------------------------------------------------------------------------------
 # the table
 # ----------------------------------------------------------------------------------------------
@@ -369,11 +492,15 @@ LOWERINGS: dict[str, Lowering] = {
     "quantize": _quantize, "dequantize": _dequantize, "contract_wide": _contract, "conv2d_wide": _conv2d_wide,
     "align": _align, "squeeze": _squeeze, "rename": _rename, "flatten": _flatten, "unflatten": _unflatten,
     "select": _select, "slice": _slice, "concat": _concat, "take": _take,
+    "gather": _gather,
+    "cumsum": _cumulative(lax.cumsum), "cumprod": _cumulative(lax.cumprod),
+    "scan": _scan, "cond": _cond,
+    "pad": _pad, "scatter_add": _scatter_add,
 }
-_PRECISION_AWARE = {"contract", "conv2d", "contract_wide", "conv2d_wide"}
+_PRECISION_AWARE = {"contract", "conv2d", "contract_wide", "conv2d_wide", "scan", "cond"}
 
 
-def to_jax(program: Program, precision: str = "highest",
+def to_jax(program: Program, precision: str | lax.Precision = "highest",
            constrain: Callable[[jax.Array, Value], jax.Array] | None = None) -> Callable[..., list[jax.Array]]:
     """A JAX function equivalent to ``program``: it takes the inputs in their LOGICAL order and returns
     the outputs (a list) in their logical order; in between every value is in its physical order.
@@ -381,7 +508,7 @@ def to_jax(program: Program, precision: str = "highest",
     ``constrain(array, value)``, when given, is applied to every equation's result (sharding uses it to
     add `with_sharding_constraint`). Every primitive of ``program`` must be in `LOWERINGS`.
     """
-    prec = PRECISIONS[precision]
+    prec = PRECISIONS[precision] if isinstance(precision, str) else precision
 
     def fn(*args: jax.Array) -> list[jax.Array]:
         env: dict[int, jax.Array] = {}
@@ -389,13 +516,18 @@ def to_jax(program: Program, precision: str = "highest",
             env[v.id] = transpose(a, v.type.names, v.physical_order)
         for e in program.eqns:
             params = e.kwargs | ({"precision": prec} if e.prim in _PRECISION_AWARE else {})
-            y, order = LOWERINGS[e.prim]([env[v.id] for v in e.inputs], e.inputs, e.out, **params)
-            y = transpose(y, order, e.out.physical_order)
-            want = (_shape(e.out, e.out.physical_order), _dtype(e.out))
-            if (y.shape, y.dtype) != want:  # a bug in a lowering, never the user's fault
-                raise AssertionError(f"xla lowering of {e.prim} gave {y.dtype}{list(y.shape)}, "
-                                     f"the rule says {want[1]}{list(want[0])} in order {e.out.physical_order}")
-            env[e.out.id] = constrain(y, e.out) if constrain else y
+            args = [env[v.id] for v in e.inputs]
+            if ops.get(e.prim).multiple_results:
+                results = LOWERINGS[e.prim](args, e.inputs, e.outputs, **params)
+            else:
+                results = [LOWERINGS[e.prim](args, e.inputs, e.out, **params)]
+            for v, (y, order) in zip(e.outputs, results, strict=True):
+                y = transpose(y, order, v.physical_order)
+                want = (_shape(v, v.physical_order), _dtype(v))
+                if (y.shape, y.dtype) != want:  # a bug in a lowering, never the user's fault
+                    raise AssertionError(f"xla lowering of {e.prim} gave {y.dtype}{list(y.shape)}, "
+                                         f"the rule says {want[1]}{list(want[0])} in order {v.physical_order}")
+                env[v.id] = constrain(y, v) if constrain else y
         return [transpose(env[v.id], v.physical_order, v.type.names) for v in program.outputs]
 
     fn.__name__ = fn.__qualname__ = "nir_program"  # names the module in StableHLO/HLO dumps

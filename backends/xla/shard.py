@@ -81,7 +81,7 @@ def plan(program: Program, mesh: Mapping[str, int], shard: Mapping[str, object],
         raise ShardingError(f"shard= must map dim names to mesh axes, e.g. {{'N': 'data'}}; got {shard!r}")
     axes = {dim: _axes(dim, req, mesh) for dim, req in shard.items()}
 
-    producer = {e.out.id: e.prim for e in program.eqns}
+    producer = {v.id: e.prim for e in program.eqns for v in e.outputs}
     names = {n for v in program.values() for n in v.type.names}
     for dim in axes:
         if dim not in names:

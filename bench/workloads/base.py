@@ -31,7 +31,8 @@ class Workload:
     ``fn`` takes the NamedTensors that ``make_inputs(size, seed)`` returns (activations first, then
     weights) and returns one NamedTensor. Each peer in ``peers`` takes the same arrays, positionally, in
     the same memory order (each tensor's logical order), and returns one array. ``rtol``/``atol`` are
-    the tolerances at which every variant must agree with nir's reference backend.
+    the tolerances at which every variant must agree with nir's reference backend. ``default``: part of
+    a plain `nir bench` run (False for families that are only run when asked for, such as the zoo).
     """
 
     name: str
@@ -42,6 +43,7 @@ class Workload:
     description: str = ""
     rtol: float = 1e-4
     atol: float = 1e-5
+    default: bool = True
 
 
 def randn(rng: np.random.Generator, scale: float = 1.0, shift: float = 0.0, **dims: int) -> NamedTensor:

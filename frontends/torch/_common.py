@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextvars
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
@@ -72,6 +72,12 @@ class _Unsupported(Exception):
 @dataclass(frozen=True)
 class _State:
     asserted: frozenset[str] = frozenset()  # names the user gave: they never yield to another name
+    # layer-derived name -> when the graph first uses its parameter: where two meet, the older one stays
+    # (the residual stream's name, not the name of the layer added to it)
+    age: Mapping[str, int] = field(default_factory=dict)
+    # unnamed dim (internal name) -> the (name, size) factors a reshape merged into it, row-major, so that a
+    # later reshape that splits it back gives the factors their names again (filled while converting)
+    factors: dict[str, tuple[tuple[str | None, int], ...]] = field(default_factory=dict)
 
 
 _STATE: contextvars.ContextVar[_State] = contextvars.ContextVar("nir_torch_state", default=_State())
@@ -87,8 +93,9 @@ def _reconcile(*xs: Any, apart: int | None = None) -> list[Any]:
     """Operands of a positional broadcast (elementwise ops, cat) with layer-derived names reconciled.
 
     PyTorch pairs dims by position from the right. Where the dims at one position carry different names
-    and at most one of them was given by the user, the others take that name (or, when none was, the first
-    operand's): the model itself says they are one dim, so ``x{N, C} + fc(x){N, fc.out}`` is ``{N, C}``.
+    and at most one of them was given by the user, the others take that name (or, when none was, the oldest:
+    the one whose layer the graph uses first, so a residual stream keeps its name): the model itself says
+    they are one dim, so ``x{N, C} + fc(x){N, fc.out}`` is ``{N, C}``.
     Two different user-given names are left alone, so nir reports the conflict. ``apart`` is a position
     from the right (1 = last) whose differing layer-derived names are dropped instead of unified: the dim
     cat joins along is a new dim, not any of its parts."""
@@ -96,14 +103,16 @@ def _reconcile(*xs: Any, apart: int | None = None) -> list[Any]:
     idx = [i for i, x in enumerate(xs) if isinstance(x, NamedTensor)]
     if len(idx) < 2:
         return out
-    asserted = _STATE.get().asserted
+    state = _STATE.get()
+    asserted = state.asserted
     for p in range(1, max(out[i].ndim for i in idx) + 1):
         named = [(i, out[i].names[-p]) for i in idx if out[i].ndim >= p and out[i].names[-p] is not None]
         distinct = list(dict.fromkeys(n for _, n in named))
         strong = [n for n in distinct if n in asserted]
         if len(distinct) < 2 or len(strong) > 1:
             continue
-        winner = strong[0] if strong else (None if p == apart else distinct[0])
+        oldest = min(distinct, key=lambda n: state.age.get(n, len(state.age)))  # stable: else the first operand's
+        winner = strong[0] if strong else (None if p == apart else oldest)
         for i, n in named:
             if n != winner and n not in asserted and (winner is None or winner not in out[i].names):
                 out[i] = _rename_at(out[i], -p, winner)

@@ -39,6 +39,12 @@ def _to_copy(x: NamedTensor, *, dtype: Any = None, **kwargs: Any) -> NamedTensor
     return _maybe_cast(x, dtype)
 
 
+@converts("dtype", "aten.to.device")
+def _to_device(x: NamedTensor, device: Any = None, dtype: Any = None, *args: Any, **kwargs: Any) -> NamedTensor:
+    """`nir.cast` to ``dtype`` (the device means nothing here)."""
+    return _maybe_cast(x, dtype)
+
+
 @converts("dtype", "aten.to.dtype")
 def _to_dtype(x: NamedTensor, dtype: Any, *args: Any, **kwargs: Any) -> NamedTensor:
     """`nir.cast`."""
@@ -67,6 +73,25 @@ def _zeros(size: Sequence[int], *, dtype: Any = None, **kwargs: Any) -> NamedTen
 def _ones(size: Sequence[int], *, dtype: Any = None, **kwargs: Any) -> NamedTensor:
     """`nir.ones` (unnamed dims)."""
     return _full(size, 1.0, dtype)
+
+
+@converts("creation", "aten.new_full.default")
+def _new_full(x: NamedTensor, size: Sequence[int], fill_value: float, *, dtype: Any = None,
+              **kwargs: Any) -> NamedTensor:
+    """`nir.full` (unnamed dims) with x's dtype unless given."""
+    return _full(size, fill_value, dtype or x.dtype)
+
+
+@converts("creation", "aten.new_zeros.default", "aten.new_empty.default")
+def _new_zeros(x: NamedTensor, size: Sequence[int], *, dtype: Any = None, **kwargs: Any) -> NamedTensor:
+    """`nir.zeros` (unnamed dims) with x's dtype unless given (``new_empty`` gives zeros too)."""
+    return _full(size, 0, dtype or x.dtype)
+
+
+@converts("creation", "aten.new_ones.default")
+def _new_ones(x: NamedTensor, size: Sequence[int], *, dtype: Any = None, **kwargs: Any) -> NamedTensor:
+    """`nir.ones` (unnamed dims) with x's dtype unless given."""
+    return _full(size, 1, dtype or x.dtype)
 
 
 @converts("creation", "aten.scalar_tensor.default")

@@ -3,6 +3,7 @@ inside a nir trace, and `from_torch` around it; `supported_ops_markdown` documen
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import os
 import re
@@ -18,13 +19,14 @@ from torch.fx import Node
 from torch.fx.node import map_arg
 
 import nir.functions as nf
-from nir.tensor import NamedTensor, current_trace
+from nir.functions import _rename_ir
+from nir.tensor import _TRACE, NamedTensor, current_trace
 from nir.types import NamedShapeError, canonical_dtype, check_user_name
 
 from ..python import Spec, Traced, trace
 from ._common import (_SECTIONS, _STATE, CONVERTERS, Names, TorchNameError, UnsupportedOpError, _State,
                       _Unsupported, op_key)
-from .naming import _constants
+from .naming import _constants, head_dims
 
 _TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
 _THIS_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep  # the converters' own frames
@@ -63,6 +65,16 @@ def _check_like_torch(op: str, out: Any, val: Any) -> Any:
     return out
 
 
+def _name_marked(out: Any, marks: Mapping[int, str]) -> Any:
+    """``out`` with its unnamed dims at the marked positions named (``heads``), unless the name is taken."""
+    if not isinstance(out, NamedTensor) or not marks:
+        return out
+    asserted = _STATE.get().asserted
+    mapping = {out.type.names[pos]: name for pos, name in marks.items()
+               if out.names[pos] is None and name not in out.names and name not in asserted}
+    return _rename_ir(out, mapping)
+
+
 def _convert_node(node: Node, env: Mapping[Node, Any]) -> Any:
     op = op_key(node.target)
     args = map_arg(node.args, lambda n: env[n])
@@ -82,18 +94,27 @@ def _convert_node(node: Node, env: Mapping[Node, Any]) -> Any:
 
 
 def _replay(ep: ExportedProgram, constants: Mapping[str, NamedTensor], state: _State,
-            name: str) -> Callable[..., Any]:
+            name: str, trainable: Mapping[str, str] | None = None) -> Callable[..., Any]:
     """A function over NamedTensors that replays ``ep``'s graph with the converters: traced by `nir.trace`
-    it records a nir program; with a dynamic batch it replays for any batch size."""
+    it records a nir program; with a dynamic batch it replays for any batch size. With ``trainable``
+    (placeholder -> parameter path) it is a function of ``(params, *inputs)`` that takes those
+    parameters from the dict ``params`` instead of the constants."""
     graph = ep.graph
     user_inputs = [s.arg.name for s in ep.graph_signature.input_specs if s.kind == InputKind.USER_INPUT]
     output_kinds = [s.kind for s in ep.graph_signature.output_specs]
     out_spec = ep.call_spec.out_spec
+    marks = head_dims(ep)
 
     def run(*inputs: NamedTensor) -> Any:
+        params: Mapping[str, NamedTensor] = {}
+        if trainable is not None:
+            if not inputs or not isinstance(inputs[0], Mapping):
+                raise TypeError(f"{name} was converted with params='inputs': call it as f(params, *inputs) with "
+                                "params a dict of parameter path -> NamedTensor (start from the result's .params)")
+            params, inputs = _checked_params(inputs[0], trainable, constants, name), inputs[1:]
         if len(inputs) != len(user_inputs):
             raise TypeError(f"{name} takes {len(user_inputs)} inputs ({', '.join(user_inputs)}), got {len(inputs)}")
-        token = _STATE.set(state)
+        token = _STATE.set(dataclasses.replace(state, factors={}))
         try:
             env: dict[Node, Any] = {}
             given = dict(zip(user_inputs, inputs))
@@ -102,11 +123,14 @@ def _replay(ep: ExportedProgram, constants: Mapping[str, NamedTensor], state: _S
                 if node.op == "placeholder":
                     if node.name in given:
                         env[node] = given[node.name]
+                    elif trainable is not None and node.name in trainable:  # (a tied weight: renamed per use)
+                        got = params[trainable[node.name]]
+                        env[node] = _rename_ir(got, dict(zip(got.type.names, constants[node.name].type.names)))
                     elif node.users:  # lifted once, here: one named constant per parameter
                         c = constants[node.name]
                         env[node] = tr.lift(c) if tr is not None else c
                 elif node.op == "call_function":
-                    env[node] = _convert_node(node, env)
+                    env[node] = _name_marked(_convert_node(node, env), marks.get(node, {}))
                 elif node.op == "output":
                     leaves = [env[a] if isinstance(a, Node) else a
                               for a, kind in zip(node.args[0], output_kinds) if kind == OutputKind.USER_OUTPUT]
@@ -126,6 +150,36 @@ def _replay(ep: ExportedProgram, constants: Mapping[str, NamedTensor], state: _S
     return run
 
 
+def _trainable(ep: ExportedProgram) -> dict[str, str]:
+    """Parameter placeholder -> parameter path; a weight tied to another (GPT-2's lm_head to its token
+    embedding) maps to the first path, as ``named_parameters()`` lists it, so its gradient sums both uses."""
+    first: dict[int, str] = {}
+    out = {}
+    for s in ep.graph_signature.input_specs:
+        if s.kind == InputKind.PARAMETER:
+            out[s.arg.name] = first.setdefault(id(ep.state_dict[s.target]), s.target)
+    return out
+
+
+def _checked_params(params: Mapping[str, Any], trainable: Mapping[str, str], constants: Mapping[str, NamedTensor],
+                    name: str) -> Mapping[str, NamedTensor]:
+    """``params`` when it holds every trainable parameter with the names and shape it was converted with."""
+    want: dict[str, NamedTensor] = {}
+    for node, path in trainable.items():
+        want.setdefault(path, constants[node])
+    missing, extra = sorted(set(want) - set(params)), sorted(set(params) - set(want))
+    if missing or extra:
+        raise KeyError(f"{name}: params must hold exactly the model's parameters; missing {missing}, unexpected "
+                       f"{extra} (start from the converted model's .params)")
+    for path, t in want.items():
+        got = params[path]
+        if not isinstance(got, NamedTensor) or got.names != t.names or got.shape != t.shape or got.dtype != t.dtype:
+            shown = got.type.pretty() if isinstance(got, NamedTensor) else type(got).__name__
+            raise NamedShapeError(f"{name}: parameter {path!r} is {shown}, but the model was converted with "
+                                  f"{t.type.pretty()} {t.dtype}; pass tensors with the names of .params[{path!r}]")
+    return params
+
+
 # ------------------------------------------------------------------------------------------------
 # from_torch
 # ------------------------------------------------------------------------------------------------
@@ -135,11 +189,14 @@ class TorchTraced(Traced):
     """A torch program converted to nir: a `nir.Traced` (``program``, ``structure``) that `nir.compile`
     takes as it is, plus ``exported`` (the ``torch.export.ExportedProgram``), ``function`` (the converted
     program as a Python function over NamedTensors: with ``dynamic_batch=True``, ``nir.compile(t.function)``
-    serves any batch size) and ``param_names`` (parameter -> the dim names its constant got)."""
+    serves any batch size), ``param_names`` (parameter -> the dim names its constant got) and, converted with
+    ``params="inputs"``, ``params`` (parameter path -> its current value, named: what ``function(params,
+    *inputs)`` and the program take first)."""
 
     exported: Any = field(repr=False, compare=False, default=None)
     function: Callable[..., Any] = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
     param_names: Mapping[str, tuple[str | None, ...]] = field(repr=False, compare=False, default_factory=dict)
+    params: Mapping[str, NamedTensor] = field(repr=False, compare=False, default_factory=dict)
 
 
 class _Function(torch.nn.Module):
@@ -178,8 +235,10 @@ def _input_names(arg_names: Sequence[str], examples: Sequence[Any],
         names = {0: names}
     unknown = [k for k in names if k not in arg_names and not (isinstance(k, int) and 0 <= k < len(examples))]
     if unknown:
+        hint = f" (a model with one input also takes a plain tuple: names={tuple(names[unknown[0]])!r})" \
+            if len(examples) == 1 and len(names) == 1 else ""
         raise KeyError(f"names= has keys {unknown} that are not inputs of the model; its inputs are: "
-                       f"{', '.join(arg_names)}")
+                       f"{', '.join(arg_names)}{hint}")
     out = []
     for i, (arg, x) in enumerate(zip(arg_names, examples)):
         given = names.get(arg, names.get(i))
@@ -202,21 +261,60 @@ def _to_torch(x: Any) -> Any:
     return x
 
 
-def _decompose_unconvertible(ep: ExportedProgram) -> ExportedProgram:
-    """Decompose, with torch's own decompositions, the ops that have no converter (only those: decomposing
-    everything would turn Linear into reshapes that merge the batch dims and lose their names)."""
-    table = None
-    for _ in range(4):  # a decomposition may produce other ops without converters
-        missing = {n.target for n in ep.graph.nodes if n.op == "call_function" and op_key(n.target) not in CONVERTERS}
-        if not missing:
-            break
-        table = table or torch.export.default_decompositions()
+def _name_ages(ep: ExportedProgram, constants: Mapping[str, NamedTensor]) -> dict[str, int]:
+    """Each parameter dim name -> the position in the graph of the parameter's first use."""
+    ages: dict[str, int] = {}
+    for k, node in enumerate(ep.graph.nodes):
+        for a in node.all_input_nodes:
+            if a.name in constants:
+                for n in constants[a.name].names:
+                    if n is not None:
+                        ages.setdefault(n, k)
+    return ages
+
+
+def _quiet_run_decompositions(ep: ExportedProgram, table: Mapping[Any, Any]) -> ExportedProgram:
+    with warnings.catch_warnings():  # torch's own pytree deprecation noise, nothing a user can act on
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
+        return ep.run_decompositions(dict(table))
+
+
+def _mutable(op: Any) -> bool:
+    schema = getattr(op, "_schema", None)
+    return schema is not None and schema.is_mutable
+
+
+def _functional(op: Any) -> Any:
+    """The functional twin of an in-place op (``aten.relu_.default`` -> ``aten.relu.default``), which is what
+    functionalization turns it into; other ops (and ``out=`` variants, whose twin has another overload) as
+    they are."""
+    if not _mutable(op) or not op._schema.name.endswith("_"):
+        return op
+    schema = op._schema
+    packet = getattr(torch.ops.aten, schema.name.split("::")[-1][:-1], None)
+    return getattr(packet, op._overloadname, op) if packet is not None else op
+
+
+def _functional_and_convertible(ep: ExportedProgram) -> ExportedProgram:
+    """``ep`` functionalized, with the ops that have no converter decomposed by torch's own decompositions.
+
+    Functionalization is torch.export's own: `run_decompositions` rewrites every in-place and ``out=`` op
+    (``relu_``, ``add_``, ``index_put_``) into its functional op, whatever decomposition table it is given;
+    a model's writes into its buffers (batch norm's running statistics in training mode) become extra
+    outputs that the converted program does not return. Only ops without a converter are decomposed:
+    decomposing everything would turn Linear into reshapes that merge the batch dims and lose their names.
+    Each pass re-traces the model, so the first pass does both at once; another pass is needed only when
+    a decomposition produces ops that have no converter either."""
+    table, functional = None, False
+    for _ in range(4):
+        targets = [n.target for n in ep.graph.nodes if n.op == "call_function"]
+        missing = {op for op in map(_functional, targets) if op_key(op) not in CONVERTERS}
+        if missing:
+            table = table or torch.export.default_decompositions()
         chosen = {op: table[op] for op in missing if isinstance(op, torch._ops.OpOverload) and op in table}
-        if not chosen:
+        if not chosen and (functional or not any(map(_mutable, targets))):
             break
-        with warnings.catch_warnings():  # torch's own pytree deprecation noise, nothing a user can act on
-            warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
-            ep = ep.run_decompositions(chosen)
+        ep, functional = _quiet_run_decompositions(ep, chosen), True
     return ep
 
 
@@ -236,7 +334,8 @@ def _check_supported(ep: ExportedProgram) -> None:
 
 
 def from_torch(module_or_fn: Any, example_inputs: Any = None, names: Mapping[str | int, Names] | Names | None = None,
-               *, param_names: Mapping[str, Names] | None = None, dynamic_batch: bool = False) -> TorchTraced:
+               *, param_names: Mapping[str, Names] | None = None, dynamic_batch: bool = False,
+               params: str = "constants") -> TorchTraced:
     """Convert a ``torch.nn.Module`` (or a function of tensors, or a ``torch.export.ExportedProgram``) into a
     named nir program, ready for ``nir.compile(result, target=..., backend=...)``.
 
@@ -246,7 +345,11 @@ def from_torch(module_or_fn: Any, example_inputs: Any = None, names: Mapping[str
     conflicts among them raise `TorchNameError` naming the module. ``param_names``: dim names for
     parameters and buffers by path, e.g. ``{"fc1.weight": ("hidden", "features")}``; the defaults name dims
     after layer and role (`default_param_names`). ``dynamic_batch``: export with a symbolic batch (dim 0 of
-    every input), so that ``result.function`` converts again for any batch size.
+    every input), so that ``result.function`` converts again for any batch size. ``params``: ``"constants"``
+    (the weights are baked into the program) or ``"inputs"``: the program and ``result.function`` take
+    ``(params, *inputs)``, with ``params`` a dict of parameter path -> NamedTensor (``result.params`` holds
+    the model's current values with their dim names), so the model can be trained with `nir.grad` and
+    `nir.optim` (buffers, such as batch-norm statistics, stay constants).
 
     The model is exported in eval mode under no_grad (its training flag is restored afterwards). An op
     without a converter raises `UnsupportedOpError` naming the op and where the model uses it.
@@ -255,6 +358,18 @@ def from_torch(module_or_fn: Any, example_inputs: Any = None, names: Mapping[str
     >>> nir.compile(t, backend="reference")(nir.randn(4, 16, names=("N", "C"))).names
     ('N', 'fc2.out')
     """
+    if params not in ("constants", "inputs"):
+        raise ValueError(f"from_torch: params={params!r}; choose 'constants' (weights baked in) or 'inputs' "
+                         "(a function of (params, *inputs))")
+    token = _TRACE.set(None)  # called while tracing (a workload that converts on first use): convert on its own
+    try:
+        return _from_torch(module_or_fn, example_inputs, names, param_names, dynamic_batch, params == "inputs")
+    finally:
+        _TRACE.reset(token)
+
+
+def _from_torch(module_or_fn: Any, example_inputs: Any, names: Mapping[str | int, Names] | Names | None,
+                param_names: Mapping[str, Names] | None, dynamic_batch: bool, as_inputs: bool = False) -> TorchTraced:
     if example_inputs is not None and not isinstance(example_inputs, (tuple, list)):
         example_inputs = (example_inputs,)
     if isinstance(module_or_fn, ExportedProgram):
@@ -280,7 +395,7 @@ def from_torch(module_or_fn: Any, example_inputs: Any = None, names: Mapping[str
         finally:
             for m, flag in training.items():  # each submodule as it was (a frozen batchnorm stays in eval)
                 m.training = flag
-    ep = _decompose_unconvertible(ep)
+    ep = _functional_and_convertible(ep)
     _check_supported(ep)
 
     arg_names = _arg_names(module_or_fn, ep, len(example_inputs))
@@ -289,11 +404,16 @@ def from_torch(module_or_fn: Any, example_inputs: Any = None, names: Mapping[str
     constants, chosen = _constants(ep, param_names)
     asserted = {n for ns in [*input_names, *param_names.values()] for n in ns if n is not None}
     label = getattr(module_or_fn, "__name__", type(module_or_fn).__name__)
-    function = _replay(ep, constants, _State(frozenset(asserted)), label)
+    trainable = _trainable(ep) if as_inputs else None
+    function = _replay(ep, constants, _State(frozenset(asserted), _name_ages(ep, constants)), label, trainable)
     specs = [Spec(ns, tuple(int(s) for s in x.shape), canonical_dtype(x.dtype))
              for ns, x in zip(input_names, example_inputs)]
-    traced = trace(function, *specs)
-    return TorchTraced(traced.program, traced.structure, exported=ep, function=function, param_names=chosen)
+    values: dict[str, NamedTensor] = {}
+    for node, path in (trainable or {}).items():
+        values.setdefault(path, constants[node])
+    traced = trace(function, {k: Spec.of(v) for k, v in values.items()}, *specs) if as_inputs else trace(function, *specs)
+    return TorchTraced(traced.program, traced.structure, traced.inputs, exported=ep, function=function,
+                       param_names=chosen, params=values)
 
 
 

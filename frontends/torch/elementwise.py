@@ -123,3 +123,27 @@ def _masked_fill(x: NamedTensor, mask: NamedTensor, value: Any) -> NamedTensor:
     return nf.where(mask, value, x)
 
 
+
+
+def _bitwise_converter(fn: Callable[[Any, Any], NamedTensor], name: str) -> Callable[..., NamedTensor]:
+    def convert(a: Any, b: Any) -> NamedTensor:
+        a, b = _reconcile(a, b)
+        kinds = {t.dtype for t in (a, b) if isinstance(t, NamedTensor)} | {type(t).__name__ for t in (a, b)
+                                                                            if not isinstance(t, NamedTensor)}
+        if not kinds <= {"bool"}:
+            raise _Unsupported(f"bitwise {name} of {sorted(kinds)} values: nir has logical ops on bools only")
+        return fn(a, b)
+    convert.__doc__ = f"`nir.{fn.__name__}` (bool operands; masks are built this way)."
+    return convert
+
+
+for _name, _fn in (("and", nf.logical_and), ("or", nf.logical_or)):
+    converts("elementwise", f"aten.bitwise_{_name}.Tensor", f"aten.__{_name}__.Tensor")(_bitwise_converter(_fn, _name))
+
+
+@converts("elementwise", "aten.bitwise_not.default")
+def _bitwise_not(x: NamedTensor) -> NamedTensor:
+    """`nir.logical_not` (a bool operand)."""
+    if x.dtype != "bool":
+        raise _Unsupported(f"bitwise not of {x.dtype} values: nir has logical ops on bools only")
+    return nf.logical_not(x)

@@ -8,6 +8,7 @@ from typing import Any, Sequence
 
 import nir.functions as nf
 from nir.functions import _rename_ir
+from nir.functions._common import _align_ir
 from nir.ops.windows import _window_out
 from nir.tensor import NamedTensor
 from nir.types import fresh_name
@@ -56,12 +57,11 @@ def _native_layer_norm(x: NamedTensor, normalized_shape: Sequence[int], weight: 
 
 
 def _per_channel(p: NamedTensor, x: NamedTensor) -> NamedTensor:
-    """A per-channel vector ``{C}`` named after x's channel dim (position 1) and shaped ``{C, 1, 1}`` to
-    broadcast against x by position, as torch does."""
-    p = _rename_ir(p, {p.type.names[0]: x.type.names[1]})
-    for _ in range(x.ndim - 2):
-        p = nf.unsqueeze(p, -1)
-    return p
+    """A per-channel vector ``{C}`` named after x's channel dim (position 1) and shaped ``{C, H: 1, W: 1}``
+    (size-1 dims named after x's) to broadcast against x, as torch's ``{C, 1, 1}`` does."""
+    c = x.type.names[1]
+    p = _rename_ir(p, {p.type.names[0]: c})
+    return _align_ir(p, [(c, p.type.size(c)), *((n, 1) for n in x.type.names[2:])])
 
 
 @converts("layer", "aten.batch_norm.default")
@@ -178,11 +178,23 @@ def _sdpa(query: NamedTensor, key: NamedTensor, value: NamedTensor, attn_mask: N
           dropout_p: float = 0.0, is_causal: bool = False, *, scale: float | None = None,
           enable_gqa: bool = False) -> NamedTensor:
     """``softmax(q @ k.T * scale + mask) @ v`` with `nir.matmul` and `nir.softmax`; the key's sequence dim
-    is unnamed first, since it is not the query's even when both are named S."""
+    is unnamed first, since it is not the query's even when both are named S. Grouped-query attention
+    (``enable_gqa``, fewer key/value heads) splits the query's heads into (key heads, group) so that each
+    key head serves its group by broadcasting, then merges them back."""
     if dropout_p:
         raise _Unsupported(f"dropout_p={dropout_p} is random at run time; pass dropout_p=0.0 outside training")
     if enable_gqa and query.ndim >= 3 and query.shape[-3] != key.shape[-3]:
-        raise _Unsupported("grouped-query attention (enable_gqa with fewer key heads)")
+        hq, hk = query.shape[-3], key.shape[-3]
+        if hq % hk:
+            raise _Unsupported(f"enable_gqa with {hq} query heads and {hk} key heads, which do not divide them")
+        group = [(None, hk), (None, hq // hk)]  # unnamed parts
+        if attn_mask is not None and attn_mask.ndim >= 3:
+            attn_mask = (nf.unsqueeze(attn_mask, -3) if attn_mask.shape[-3] == 1
+                         else nf.unflatten(attn_mask, attn_mask.ndim - 3, group))
+        y = _sdpa(nf.unflatten(query, query.ndim - 3, group), nf.unsqueeze(key, -3), nf.unsqueeze(value, -3),
+                  attn_mask, 0.0, is_causal, scale=scale)
+        y = nf.flatten(y, y.ndim - 4, y.ndim - 3)
+        return y if query.names[-3] is None else _rename_at(y, -3, query.names[-3])
     s = 1 / math.sqrt(query.shape[-1]) if scale is None else scale
     scores = _matmul(query, nf.transpose(_rename_at(key, -2, None), -2, -1)) * s
     if is_causal:

@@ -1,10 +1,11 @@
-"""Parameters and buffers as named constants: default dim names after layer and role (``fc1.weight`` ->
-``{fc1.out, fc1.in}``), from the op that first uses each parameter."""
+"""Names the graph itself suggests: parameters and buffers as named constants, with default dim names after
+layer and role (``fc1.weight`` -> ``{fc1.out, fc1.in}``) from the op that first uses each parameter; and
+``heads``/``head_dim`` for the dims a model reshapes into attention heads (`head_dims`)."""
 
 from __future__ import annotations
 
 import re
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch.export import ExportedProgram
@@ -16,6 +17,7 @@ from nir.tensor import NamedTensor, from_array
 from nir.types import NamedShapeError
 
 from ._common import Names, op_key
+from .layout import _reshape_groups  # the converter's own grouping, so both agree on what a reshape's runs are
 
 # (op, argument index) -> the roles of a parameter's dims when that op is its first use
 _ROLES: dict[tuple[str, int], tuple[str, ...]] = {
@@ -97,3 +99,99 @@ def _constants(ep: ExportedProgram, param_names: Mapping[str, Names]) -> tuple[d
     return out, chosen
 
 
+
+
+# ------------------------------------------------------------------------------------------------
+# attention heads: names for the dims a model reshapes into heads
+# ------------------------------------------------------------------------------------------------
+
+_ATTENTION_ROLES = {-3: "heads", -1: "head_dim"}  # the dims of scaled_dot_product_attention's q, k, v
+_SAME_PLACE = {  # ops whose result dims sit where their inputs' dims sit (counted from the right)
+    "aten.add.Tensor", "aten.sub.Tensor", "aten.mul.Tensor", "aten.div.Tensor", "aten.mul.Scalar",
+    "aten.div.Scalar", "aten.neg.default", "aten.contiguous.default", "aten.clone.default", "aten.alias.default",
+    "aten._to_copy.default", "aten.to.dtype", "aten.to.dtype_layout", "aten.dropout.default", "aten.expand.default",
+    "aten.slice.Tensor", "aten.cat.default",
+}
+_RESHAPES = {"aten.view.default", "aten.reshape.default", "aten._unsafe_view.default", "aten.unflatten.int",
+             "aten.flatten.using_ints"}
+
+
+def _rank(node: Any) -> int | None:
+    val = node.meta.get("val") if isinstance(node, Node) else None
+    return val.dim() if isinstance(val, torch.Tensor) else None
+
+
+def _shape(node: Node) -> list[int]:
+    return [int(s) for s in node.meta["val"].shape]
+
+
+def _source(node: Node, pos: int) -> list[tuple[Node, int]]:
+    """Where the dim at (absolute) ``pos`` of ``node``'s result comes from: (input node, position) pairs,
+    through the ops that move dims without changing what they mean; [] where the trail ends."""
+    op = op_key(node.target)
+    rank = _rank(node)
+    if rank is None:
+        return []
+    if op in _SAME_PLACE:
+        if op in ("aten.slice.Tensor", "aten.cat.default"):
+            dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+            if int(dim) % rank == pos:  # a part of the dim, not the dim
+                return []
+        args = node.args[0] if op == "aten.cat.default" else node.args
+        ins = [a for a in args if _rank(a) is not None]
+        return [(a, pos - rank + _rank(a)) for a in ins if pos - rank + _rank(a) >= 0]
+    src = node.args[0]
+    if _rank(src) is None:
+        return []
+    if op == "aten.transpose.int":
+        a, b = int(node.args[1]) % rank, int(node.args[2]) % rank
+        return [(src, b if pos == a else a if pos == b else pos)]
+    if op == "aten.permute.default":
+        return [(src, int(node.args[1][pos]) % rank)]
+    if op == "aten.unsqueeze.default":
+        d = int(node.args[1]) % rank
+        return [] if pos == d else [(src, pos - (pos > d))]
+    return []
+
+
+def _split_by(node: Node, pos: int) -> tuple[bool, list[tuple[Node, int]]]:
+    """For a reshape: (whether the dim at ``pos`` is made by it, merged or split; else its source)."""
+    src, dst = _shape(node.args[0]), _shape(node)
+    for _, gi, gj in _reshape_groups(src, dst):
+        if pos in gj:
+            big_in, big_out = [i for i in gi if src[i] != 1], [j for j in gj if dst[j] != 1]
+            if len(big_in) == 1 and big_out == [pos]:
+                return False, [(node.args[0], big_in[0])]
+            return bool(big_out), []
+    return False, []
+
+
+def head_dims(ep: ExportedProgram) -> dict[Node, dict[int, str]]:
+    """Reshapes that make the dims attention treats as heads and head size: node -> {position: name}.
+
+    From each ``scaled_dot_product_attention``, the trail of q, k and v's dims -3 and -1 is followed back
+    through transposes, elementwise ops (RoPE) and pass-through reshapes to the reshape that split (or
+    merged) them out of the hidden dim; that reshape's result names them ``heads`` and ``head_dim``."""
+    marks: dict[Node, dict[int, str]] = {}
+    for node in ep.graph.nodes:
+        if node.op != "call_function" or op_key(node.target) != "aten.scaled_dot_product_attention.default":
+            continue
+        for arg in node.args[:3]:
+            rank = _rank(arg)
+            if rank is None or rank < 3:
+                continue
+            for offset, role in _ATTENTION_ROLES.items():
+                todo, seen = [(arg, rank + offset)], set()
+                while todo:
+                    n, pos = todo.pop()
+                    if (n, pos) in seen or not isinstance(n, Node) or n.op != "call_function":
+                        continue
+                    seen.add((n, pos))
+                    if op_key(n.target) in _RESHAPES:
+                        made, todo_more = _split_by(n, pos)
+                        if made:
+                            marks.setdefault(n, {}).setdefault(pos, role)
+                        todo += todo_more
+                    else:
+                        todo += _source(n, pos)
+    return marks

@@ -117,3 +117,15 @@ def _log_softmax(x: NamedTensor, dim: int, dtype: Any = None) -> NamedTensor:
     return nf.log_softmax(x, dim, None if isinstance(dtype, bool) else dtype)
 
 
+
+
+@converts("reduction", "aten.cumsum.default")
+def _cumsum(x: NamedTensor, dim: int, *, dtype: Any = None) -> NamedTensor:
+    """`nir.cumsum` along the dim at that position (integers and bools accumulate as int64)."""
+    return nf.cumsum(x, dim, dtype)
+
+
+@converts("reduction", "aten.cumprod.default")
+def _cumprod(x: NamedTensor, dim: int, *, dtype: Any = None) -> NamedTensor:
+    """`nir.cumprod` along the dim at that position."""
+    return nf.cumprod(x, dim, dtype)

@@ -1,4 +1,5 @@
-"""Reductions of the named API by name or index: sum/mean/prod/var/std/max/min/arg*/logsumexp, softmax."""
+"""Reductions of the named API by name or index: sum/mean/prod/var/std/max/min/arg*/logsumexp, softmax;
+cumsum/cumprod."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..tensor import NamedTensor, bind
-from ..types import (is_float)
+from ..types import NamedShapeError, is_float
 
 from ._common import ALL_DIMS, Dim, _cast, _dims, _keep
 from .elementwise import abs, cast, div, exp, log, maximum, minimum, sqrt, where
@@ -20,7 +21,13 @@ from .layout import flatten
 
 def _reduce(prim: str, x: NamedTensor, dim: Dim | Sequence[Dim] | None, keepdim: bool, op: str = "",
             none_is_all: bool = False) -> NamedTensor:
-    dims = _dims(x, dim, op or prim.replace("reduce_", ""), none_is_all=none_is_all)
+    op = op or prim.replace("reduce_", "")
+    dims = _dims(x, dim, op, none_is_all=none_is_all)
+    if prim in ("reduce_max", "reduce_min"):
+        empty = [n for n in dims if x.type.size(n) == 0]
+        if empty:
+            raise NamedShapeError(f"{op}: cannot reduce the empty dim {x.names[x.type.names.index(empty[0])]!r} "
+                                  f"({x.type.pretty()}): a {op} over no elements is undefined")
     if prim in ("reduce_sum", "reduce_prod") and not is_float(x.dtype):
         x = _cast(x, "int64")  # PyTorch sums integers and bools as int64
     y = bind(prim, [x], dims=dims)
@@ -52,22 +59,27 @@ def mean(x: NamedTensor, dim: Dim | Sequence[Dim] | None = None, keepdim: bool =
     return div(_reduce("reduce_sum", x, dims, keepdim), count)
 
 
-def var(x: NamedTensor, dim: Dim | Sequence[Dim] | None = None, *, correction: int = 1,
-        keepdim: bool = False, unbiased: bool | None = None) -> NamedTensor:
-    """Variance over ``dim`` with Bessel's ``correction`` (1 by default, as in PyTorch)."""
-    _float_input(x, "var")
+def _variance(op: str, x: NamedTensor, dim: Dim | Sequence[Dim] | None, correction: int, keepdim: bool,
+              unbiased: bool | None) -> NamedTensor:
+    _float_input(x, op)
     if unbiased is not None:
         correction = int(unbiased)
-    dims = _dims(x, dim, "var", none_is_all=True)
+    dims = _dims(x, dim, op, none_is_all=True)
     count = int(np.prod([x.type.size(n) for n in dims], dtype=np.int64))
     centered = x - mean(x, dims, keepdim=True)
     return div(_reduce("reduce_sum", centered * centered, dims, keepdim), builtins.max(count - correction, 0))
 
 
+def var(x: NamedTensor, dim: Dim | Sequence[Dim] | None = None, *, correction: int = 1,
+        keepdim: bool = False, unbiased: bool | None = None) -> NamedTensor:
+    """Variance over ``dim`` with Bessel's ``correction`` (1 by default, as in PyTorch)."""
+    return _variance("var", x, dim, correction, keepdim, unbiased)
+
+
 def std(x: NamedTensor, dim: Dim | Sequence[Dim] | None = None, *, correction: int = 1,
         keepdim: bool = False, unbiased: bool | None = None) -> NamedTensor:
     """Standard deviation over ``dim`` (square root of `var`)."""
-    return sqrt(var(x, dim, correction=correction, keepdim=keepdim, unbiased=unbiased))
+    return sqrt(_variance("std", x, dim, correction, keepdim, unbiased))
 
 
 def logsumexp(x: NamedTensor, dim: Dim | Sequence[Dim], keepdim: bool = False) -> NamedTensor:
@@ -142,3 +154,22 @@ def log_softmax(x: NamedTensor, dim: Dim, dtype: Any = None) -> NamedTensor:
     """Log-softmax along ``dim`` (one name or index; ``dim=None`` is refused)."""
     x = cast(x, dtype) if dtype is not None else (x if is_float(x.dtype) else _cast(x, "float32"))
     return bind("log_softmax", [x], dim=x._ir_name(dim, "log_softmax"))
+
+
+def _cumulative(prim: str, x: NamedTensor, dim: Dim, dtype: Any) -> NamedTensor:
+    if dtype is not None:
+        x = cast(x, dtype)
+    elif not is_float(x.dtype):
+        x = _cast(x, "int64")  # PyTorch accumulates integers and bools as int64
+    return bind(prim, [x], dim=x._ir_name(dim, prim), reverse=False)
+
+
+def cumsum(x: NamedTensor, dim: Dim, dtype: Any = None) -> NamedTensor:
+    """Running sum along ``dim`` (a name or an index); integers and bools accumulate as int64:
+    ``mask.cumsum('T')``."""
+    return _cumulative("cumsum", x, dim, dtype)
+
+
+def cumprod(x: NamedTensor, dim: Dim, dtype: Any = None) -> NamedTensor:
+    """Running product along ``dim``; integers and bools accumulate as int64."""
+    return _cumulative("cumprod", x, dim, dtype)

@@ -1,6 +1,6 @@
 """Every nir primitive, once: its parameters, its named-shape rule, its dtype rule and its reference
 implementation (numpy), side by side — one module per family (elementwise, creation, reductions,
-contraction, windows, layout).
+cumulative, contraction, windows, layout, control).
 
 No primitive refers to an axis number. A rule receives the input `TensorType`s and the params and
 returns the output `TensorType` (raising `NamedShapeError`); a reference implementation receives
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from ..types import format_dims
 from ._core import PRIMITIVES, Impl, Primitive, Rule, get, to_order
-from . import creation, contraction, elementwise, layout, reductions, windows  # noqa: F401  (registers)
+from . import control, creation, contraction, cumulative, elementwise, layout, reductions, windows  # noqa: F401  (registers)
 from . import quant  # noqa: F401  (registers; after contraction and windows, whose rules it reuses)
 from .elementwise import BINARY, UNARY
 from .reductions import REDUCTIONS

@@ -24,7 +24,7 @@ import numpy as np
 from ..frontends.python import Spec, Traced
 from ..ir import Eqn, Program, Value, verify
 from ..tensor import NamedTensor
-from ..types import TensorType
+from ..types import TensorType, canonical_dtype
 from .observers import OBSERVERS, Observer, PercentileObserver, QMAX, symmetric_scale
 from .rewrite import WIDENED, Rewriter, StaticValues
 
@@ -64,9 +64,22 @@ def _weight_int8(w: np.ndarray, t: TensorType, channels: Sequence[str]) -> tuple
     return codes, np.transpose(scale, [order.index(n) for n in channels]) if order else scale
 
 
+def _signature(batch: Sequence[Any], want: Sequence[Spec]) -> list[Spec]:
+    """The specs of one calibration batch; plain arrays take the names of the program's inputs."""
+    out = []
+    for i, a in enumerate(batch):
+        if isinstance(a, NamedTensor):
+            out.append(Spec.of(a))
+            continue
+        arr = np.asarray(a)
+        names = want[i].names if i < len(want) and len(want[i].names) == arr.ndim else (None,) * arr.ndim
+        out.append(Spec(tuple(names), tuple(arr.shape), canonical_dtype(arr.dtype)))
+    return out
+
+
 def _check_calibration(program: Program, calibration: Iterable[Any]) -> list[list[np.ndarray]]:
     """The calibration batches as lists of arrays, after checking each against the signature."""
-    from ..compile import SignatureError, _check_signature, _signature
+    from ..dispatch import SignatureError, check_signature
     want = tuple(Spec(v.type.user_names, v.type.shape, v.type.dtype) for v in program.inputs)
     if calibration is None or isinstance(calibration, (NamedTensor, np.ndarray)):
         raise QuantizationError("nir.quantize: calibration must be an iterable of input tuples (one tuple per batch, "
@@ -76,7 +89,7 @@ def _check_calibration(program: Program, calibration: Iterable[Any]) -> list[lis
     for i, batch in enumerate(calibration):
         batch = (batch,) if isinstance(batch, NamedTensor) else tuple(batch)
         try:
-            _check_signature(_signature(batch, want), want)
+            check_signature(_signature(batch, want), want)
         except (SignatureError, TypeError) as e:
             raise QuantizationError(f"nir.quantize: calibration batch {i} does not match the program's inputs: {e}") \
                 from None

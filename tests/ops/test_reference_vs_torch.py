@@ -100,3 +100,33 @@ def test_flatten_unflatten_take_cat() -> None:
     idx = np.array([[1, 9], [0, 3]])
     close(nir.take(table, nir.tensor(idx, names=("B", "S")), "V"), F.embedding(torch.tensor(idx), tt))
     close(nir.cat([x, x * 2], "W"), torch.cat([tx, tx * 2], 3))
+
+
+def test_cumsum_and_cumprod_along_a_named_dim() -> None:
+    x, tx = pair(3, 4, 5, names=("A", "B", "C"))
+    close(x.cumsum("B"), tx.cumsum(1))
+    close(nir.cumprod(x, "C"), tx.cumprod(2))
+    flags = x > 0
+    assert flags.cumsum("C").dtype == "int64"
+    assert flags.cumsum("C").numpy().tolist() == (tx > 0).cumsum(2).numpy().tolist()
+
+
+def test_cumsum_reverse_accumulates_from_the_end() -> None:
+    x, tx = pair(3, 6, names=("A", "B"))
+    y = nir.tensor(nir.ops.get("cumsum").impl(x.numpy(), types=[x.type], out=x.type, dim="B", reverse=True),
+                   names=("A", "B"))
+    close(y, tx.flip(1).cumsum(1).flip(1))
+
+
+def test_gather_is_torch_gather_with_a_shorter_index_and_negative_indices() -> None:
+    x, tx = pair(3, 6, 4, names=("A", "V", "C"))
+    idx = RNG.integers(-6, 6, size=(2, 5, 4))
+    got = nir.gather(x, "V", nir.tensor(idx, names=("A", None, "C")))
+    close(got, torch.gather(tx[:2], 1, torch.tensor(idx % 6)))
+
+
+def test_gather_names_the_result_after_the_input_and_the_index() -> None:
+    x, _ = pair(3, 6, 4, names=("A", "V", "C"))
+    idx = nir.tensor(RNG.integers(0, 6, size=(3, 2, 4)), names=(None, None, "C"))
+    assert x.gather("V", idx).names == ("A", "V", "C")
+    assert x.gather(1, idx.rename(None, "K", "C")).names == ("A", "K", "C")

@@ -156,7 +156,7 @@ def test_duplicate_or_invalid_names(names, match) -> None:
 def test_corrupt_artifact(tmp_path) -> None:
     from nir.artifact import ArtifactError
     (tmp_path / "manifest.json").write_text('{"format": "nir-artifact", "version": 99}')
-    with pytest.raises(ArtifactError, match="format version 99, this nir reads 1"):
+    with pytest.raises(ArtifactError, match="format version 99, this nir reads 2"):
         nir.load(tmp_path)
 
 

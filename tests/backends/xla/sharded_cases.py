@@ -113,7 +113,7 @@ def test_sharded_exports(tmp_path):
     assert tpu.exported.platforms == ("tpu",) and tpu.exported.nr_devices == 4
     exe = xla.build(program, "llvm", mesh={"data": 4}, shard={"N": "data"})
     exe.export(tmp_path)
-    manifest = read_manifest(tmp_path)
+    manifest = read_manifest(tmp_path)["signatures"][0]
     assert manifest["mesh"] == {"data": 4} and manifest["shard"] == {"N": "data"}
     inputs = random_inputs(program)
     loaded = xla.load(tmp_path, manifest)
