@@ -112,7 +112,8 @@ def _images(x: np.ndarray) -> NamedTensor:
 
 @dataclass
 class TrainResult:
-    """What a training run did: per-step losses, test accuracy, and where the time went."""
+    """What a training run did: per-step losses, test accuracy, where the time went, and the trained
+    parameters (for inference, or `nir.quantize`)."""
 
     model: str
     backend: str
@@ -121,6 +122,7 @@ class TrainResult:
     compile_s: float = 0.0
     train_s: float = 0.0
     steps: int = 0
+    params: dict[str, NamedTensor] = field(default_factory=dict)
 
 
 def train(model: str = "mlp", backend: str = "xla", epochs: int = 20, batch: int = 64, lr: float = 3e-3,
@@ -166,6 +168,7 @@ def train(model: str = "mlp", backend: str = "xla", epochs: int = 20, batch: int
             result.losses.append(loss.item())
     result.train_s = time.perf_counter() - t0
     result.steps = len(result.losses)
+    result.params = params
     if evaluate:
         guesses = predict(params, _images(data.test_images)).numpy()
         result.test_accuracy = float(np.mean(guesses == data.test_labels))
