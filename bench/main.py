@@ -6,6 +6,7 @@ per variant; a table in the terminal, and optionally JSON and a PNG.
     nir bench --json out/bench.json --plot out/bench.png
     nir bench --workloads attention,cnn --backends xla --peers torch,jax --threads 1
     nir bench --tuning tuning_db/                        # adds nir-<backend>-tuned variants
+    nir bench --precision                                # int8 and bf16 against float32 and torch's own
 
 See bench/measure.py for the method, bench/variants.py for thread control.
 """
@@ -81,6 +82,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--json", metavar="FILE", default=None, help="write every figure as JSON")
     p.add_argument("--plot", metavar="FILE.png", default=None, help="write a plot of time relative to the best peer")
     p.add_argument("--markdown", metavar="FILE", default=None, help="write the table as markdown")
+    p.add_argument("--precision", action="store_true",
+                   help="the reduced-precision table instead (bench/reduced.py): nir int8 (nir.quantize) and bf16 "
+                        "against nir float32, with torch.ao int8 (x86) and torch bf16 autocast as peers")
     return p.parse_args(list(argv))
 
 
@@ -299,6 +303,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     args.argv = argv
+    if args.precision:
+        from .reduced import main as reduced_main
+        size = args.size or ("small" if args.quick else "full")
+        forwarded = [f"--{k}={v}" for k, v in (("workloads", args.workloads), ("backends", args.backends),
+                                                ("threads", args.threads), ("rounds", args.rounds)) if v is not None]
+        return reduced_main([*forwarded, f"--size={size}"])
     try:
         result = run(args)
     except ValueError as e:  # unknown workload, peer or backend names
