@@ -17,6 +17,7 @@ relu, requantize), as fbgemm and oneDNN do for quantized layers.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -159,7 +160,7 @@ def quantize(program: Traced | Program, calibration: Iterable[Any], *, weights: 
         for vid, obs in _observe(source, dynamic, batches, backend, make).items():
             scales[vid] = symmetric_scale(obs.amax())
     rewritten = _rewrite(source, targets, static, scales, activations == "int8")
-    return Traced(rewritten, program.structure) if isinstance(program, Traced) else rewritten
+    return dataclasses.replace(program, program=rewritten) if isinstance(program, Traced) else rewritten
 
 
 def _select(program: Program, exclude: tuple[str, ...]) -> list[Eqn]:
