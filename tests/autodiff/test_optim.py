@@ -42,7 +42,11 @@ def run_nir(opt, steps: int = 5):
 
 def run_optax(tx, steps: int = 5):
     jax = pytest.importorskip("jax")
-    jax.config.update("jax_enable_x64", True)
+    with jax.enable_x64(True):  # float64 like the nir side, without flipping the process-wide flag
+        return _run_optax(jax, tx, steps)
+
+
+def _run_optax(jax, tx, steps: int):
     import jax.numpy as jnp
     p, x, y = problem()
     params = {k: jnp.asarray(v) for k, v in p.items()}
