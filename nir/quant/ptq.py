@@ -175,8 +175,8 @@ def _select(program: Program, exclude: tuple[str, ...]) -> list[Eqn]:
     for name in exclude:
         if not any(name in e.out.type.names for e in candidates):
             made = sorted({n for e in candidates for n in e.out.type.names})
-            raise QuantizationError(f"nir.quantize: exclude names dim {name!r}, but no quantizable op (contract, conv2d) "
-                                    f"produces it; their output dims are {made}")
+            raise QuantizationError(f"nir.quantize: exclude names dim {name!r}, but no quantizable op (contract, "
+                                    f"conv2d) produces it; their output dims are {made}")
     return [e for e in candidates if not set(exclude) & set(e.out.type.names)]
 
 
