@@ -111,8 +111,11 @@ ACROSS: dict[str, Callable[[Mapping[str, Any], int], tuple[str, ...]]] = {
                                         "slice", "unflatten")},
     "take": _param("dim", True, inputs=(0,)),
     "contract": _param("over", False),
+    "contract_wide": _param("over", False),
     "flatten": _param("dims", False),
     "conv2d": _conv,
+    "conv2d_wide": _conv,
+    "quantize": _none, "dequantize": _none,  # the scale is matched by name, element by element
     "pool2d": _param("spatial", False),
     "align": _none, "rename": _none, "squeeze": _none,
     **{p: _param("dim", True) for p in ("cumsum", "cumprod", "gather")},
