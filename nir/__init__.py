@@ -7,7 +7,7 @@
     f(x); print(f.ir)
 """
 
-from . import backends, extras, ops
+from . import backends, distributed, extras, ops
 from .compile import Compiled, Loaded, SignatureError, compile, load
 from .frontends.python import Spec, Traced, spec, trace
 from .functions import (abs, add, addmm, align_as, align_to, amax, amin, arange, argmax, argmin, avg_pool2d, bmm,

@@ -115,7 +115,7 @@ class Compiled(Dispatch):
         specs = specs_of(bkey)
         padding, traced = None, self._given
         if traced is None:
-            traced = trace(self._fn, *specs)  # type: ignore[arg-type]
+            traced = trace(self._fn, *self._global_specs(specs))  # type: ignore[arg-type]
             if sizes:
                 padding = self._padding(specs, traced, sizes)
         program = verify(traced.program)
@@ -129,6 +129,12 @@ class Compiled(Dispatch):
                 program, tuned, options = verify(laid_out), True, {**tuned_options, **options}
         executable = _backends.get(backend).build(program, self.target, **options)
         return Entry(specs, traced.program, traced.structure, executable, backend, tuned, padding)
+
+    def _global_specs(self, specs: tuple[Spec, ...]) -> tuple[Spec, ...]:
+        """The signature to trace: the call's, or for a backend that splits inputs across processes (XLA's
+        ``local_inputs=True``) the whole values' that the processes' parts make up."""
+        hook = getattr(_backends.get(self._default_backend), "global_specs", None)
+        return specs if hook is None else hook(specs, self.target, self.options)
 
     def _padding(self, specs: tuple[Spec, ...], traced: Traced, sizes: Mapping[str, int]) -> Any:
         """Check by a second trace that padding the dynamic dims is sound; the Padding that does it."""
