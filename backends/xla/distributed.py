@@ -70,6 +70,14 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
         return info()
     if local_devices is not None and (not isinstance(local_devices, int) or local_devices < 1):
         raise DistributedError(f"local_devices={local_devices!r}; give a positive number of host devices")
+    bind = None
+    if coordinator_address is not None:
+        host, _, port = coordinator_address.rpartition(":")
+        if not host or not port.isdigit():
+            raise DistributedError(f"coordinator_address={coordinator_address!r} should be HOST:PORT, "
+                                   "e.g. 10.0.0.1:1234 (process 0's address, reachable from every process)")
+        if host in _LOOPBACK:  # JAX binds [::]:PORT by default; a loopback coordinator stays on loopback
+            bind = coordinator_address
     if _backends_started():
         raise DistributedError(
             "nir.distributed.initialize() was called after JAX had started (something was compiled or run with the "
@@ -79,14 +87,6 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
         jax.config.update("jax_num_cpu_devices", local_devices)
     if cpu_collectives is not None:
         jax.config.update("jax_cpu_collectives_implementation", cpu_collectives)
-    bind = None
-    if coordinator_address is not None:
-        host, _, port = coordinator_address.rpartition(":")
-        if not host or not port.isdigit():
-            raise DistributedError(f"coordinator_address={coordinator_address!r} should be HOST:PORT, "
-                                   "e.g. 10.0.0.1:1234 (process 0's address, reachable from every process)")
-        if host in _LOOPBACK:  # JAX binds [::]:PORT by default; a loopback coordinator stays on loopback
-            bind = coordinator_address
     try:
         jax.distributed.initialize(coordinator_address, num_processes, process_id, initialization_timeout=timeout_s,
                                    coordinator_bind_address=bind)
@@ -137,7 +137,16 @@ def global_specs(specs: Sequence[Any], mesh: Mapping[str, int], shard: Mapping[s
     """The global specs of process-local ``specs`` (nir Specs) under ``mesh``/``shard``: each sharded
     dim's size times the number of processes that split it."""
     from nir.frontends.python import Spec
-    factors = process_factors(device_mesh(mesh, platform), request_axes(mesh, shard))
+    axes = request_axes(mesh, shard)
+    factors = process_factors(device_mesh(mesh, platform), axes)
+    for i, s in enumerate(specs):
+        for n, d in zip(s.names, s.shape):
+            local = int(np.prod([mesh[a] for a in axes.get(n, ())])) // factors.get(n, 1)
+            if n in axes and d % local:
+                raise ShardingError(
+                    f"with local_inputs=True, input {i}'s part in this process, {format_dims(zip(s.names, s.shape))}, "
+                    f"has {d} along {n!r}, which its {local} devices along mesh axes {list(axes[n])} cannot split "
+                    f"evenly; give each process a multiple of {local}")
     return tuple(Spec(s.names, tuple(d * factors.get(n, 1) for n, d in zip(s.names, s.shape)), s.dtype)
                  for s in specs)
 
