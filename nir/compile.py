@@ -120,7 +120,10 @@ class Compiled(Dispatch):
                 padding = self._padding(specs, traced, sizes)
         program = verify(traced.program)
         backend, options, tuned = self._default_backend, dict(self.options), False
-        if self.tuning is not None:  # apply the best tuning record, if any (no re-tuning)
+        if self.tuning is not None and "mesh" in options and "shard" not in options:  # a measured shard map
+            from .tune.shard import tuned_options
+            options, tuned = tuned_options(program, self.target, self.tuning, options), True
+        elif self.tuning is not None:  # apply the best tuning record, if any (no re-tuning)
             from .tune.search import config_for
             found = config_for(program, self.target, self.tuning,
                                None if self._requested == "auto" else self._requested)
@@ -249,7 +252,8 @@ def compile(fn: Callable[..., Any] | Traced | Program | None = None, *, target: 
     Usable as ``@nir.compile`` or ``@nir.compile(target=...)``. With ``inputs=[nir.spec(...)]`` it compiles
     now and later calls must match that signature. ``tuning=DIR`` applies the best record of a tuning
     database written by `nir tune` (layouts, options, schedules; with ``backend="auto"`` also the
-    measured fastest backend) without re-tuning; a program with no record compiles as usual.
+    measured fastest backend) without re-tuning; a program with no record compiles as usual. With
+    ``mesh=`` and no ``shard=``, it applies the shard map `nir tune --mesh` measured for that mesh.
 
     ``max_signatures`` bounds how many input signatures stay compiled (least recently used dropped
     first; a dropped one compiles again when called). ``dynamic=("N",)`` lets the size of dim ``N`` vary

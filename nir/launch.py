@@ -2,6 +2,7 @@
 
     nir launch -n 2 train.py --epochs 3            # two processes, one host device each
     nir launch -n 2 --devices 2 -m mypkg.job       # two processes with 2 host devices each: 4 devices in all
+    nir launch -n 2 --devices 2 nir tune mlp --mesh data:4 --db tuning/     # a nir command
 
 Each process gets the coordinator's address (127.0.0.1 and a free port), the number of processes, its
 id and its host-device count in the variables that `nir.distributed.initialize()` reads, so the script
@@ -168,7 +169,7 @@ def _interrupt(*_: object) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `nir launch`."""
     own, command = _split(list(argv or []))
-    p = argparse.ArgumentParser(prog="nir launch", usage="nir launch -n N [options] (script.py | -m module) [args]",
+    p = argparse.ArgumentParser(prog="nir launch", usage="nir launch -n N [options] (script.py | -m module | nir COMMAND) [args]",
                                 description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-n", "--processes", type=int, required=True, help="how many processes to start")
     p.add_argument("--devices", type=int, default=1, help="host devices per process (default: 1)")
@@ -180,6 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error("-n and --devices take positive numbers")
     if not command:
         p.error("give a script (nir launch -n 2 train.py) or -m MODULE")
+    if command[0] == "nir":  # a nir command, e.g. nir launch -n 2 nir tune mlp --mesh data:4 --db tuning/
+        command = ["-m", "nir.cli", *command[1:]]
     if command[0] == "-m":
         if len(command) < 2:
             p.error("-m needs a module name")

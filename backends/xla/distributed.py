@@ -31,7 +31,8 @@ from nir.types import NamedShapeError, TensorType, format_dims, numpy_dtype
 
 from .shard import ShardingError, ShardPlan, device_mesh, request_axes
 
-__all__ = ["initialize", "is_initialized", "shutdown", "info", "ProcessIO", "global_specs", "process_factors"]
+__all__ = ["initialize", "is_initialized", "shutdown", "info", "ProcessIO", "global_specs", "process_factors",
+           "broadcast_from_main", "host_devices"]
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 _joined: dict[str, Any] | None = None  # the arguments this process joined with
@@ -211,3 +212,23 @@ def check_local_block(mesh: Mesh) -> None:
         raise ShardingError(f"this process's devices do not form one block of mesh {dict(mesh.shape)}, so its part "
                             "of a sharded value is not one array. Order the mesh axes so that each process holds whole "
                             "rows of the last axes (e.g. mesh={'data': processes, 'model': local devices})") from None
+
+
+# -------------------------------------------------------------------------------------------------
+# for measuring in every process at once (the shard-map tuner)
+# -------------------------------------------------------------------------------------------------
+
+def broadcast_from_main(values: Sequence[float]) -> list[float]:
+    """Process 0's ``values`` in every process (as they are with one process): decisions that every process
+    must take alike, such as how many calls to time, are taken by process 0."""
+    if jax.process_count() == 1:
+        return list(values)
+    return [float(v) for v in multihost_utils.broadcast_one_to_all(np.asarray(values, dtype=np.float64))]
+
+
+def host_devices(count: int) -> int:
+    """Ask for ``count`` CPU devices in this process if JAX has not started yet (a no-op across processes,
+    where `initialize` set them); returns how many devices JAX sees."""
+    if not _backends_started() and not jax.distributed.is_initialized():
+        jax.config.update("jax_num_cpu_devices", count)
+    return jax.device_count()

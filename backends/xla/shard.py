@@ -76,6 +76,20 @@ def request_axes(mesh: Mapping[str, int], shard: Mapping[str, object]) -> dict[s
     return {dim: _axes(dim, req, mesh) for dim, req in shard.items()}
 
 
+def generated_aliases(program: Program, axes: Mapping[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+    """The generated names that stand for a sharded dim (``x @ w`` renames the dim it contracts to a
+    generated one, e.g. ``F1`` -> ``_1``): they get the same mesh axes, so the split of ``F1`` carries
+    into the contraction."""
+    found: dict[str, tuple[str, ...]] = {}
+    for e in program.eqns:
+        if e.prim == "rename":
+            for old, new in e.kwargs["mapping"]:
+                src = axes.get(old) or found.get(old)
+                if src and new.startswith("_") and new not in axes:
+                    found[new] = src
+    return found
+
+
 def plan(program: Program, mesh: Mapping[str, int], shard: Mapping[str, object], platform: str,
          concrete: bool) -> ShardPlan:
     """Check a sharding request against ``program`` and build its plan.
@@ -88,12 +102,13 @@ def plan(program: Program, mesh: Mapping[str, int], shard: Mapping[str, object],
 
     producer = {v.id: e.prim for e in program.eqns for v in e.outputs}
     names = {n for v in program.values() for n in v.type.names}
-    for dim in axes:
+    for dim in list(axes):
         if dim not in names:
             shown = sorted(n for n in names if not n.startswith("_"))
             inputs = ", ".join(format_dims(v.type.dims) for v in program.inputs)
             raise ShardingError(f"shard= names dim {dim!r}, which no value of the program has; its dims are "
                                 f"{shown} (inputs {inputs}). Check the spelling, or leave {dim!r} out of shard=")
+    axes = {**axes, **generated_aliases(program, axes)}
     for v in program.values():
         where = f"%{v.id} {format_dims(v.type.dims)} ({producer.get(v.id, 'a program input')})"
         used: dict[str, str] = {}
