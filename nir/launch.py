@@ -169,8 +169,9 @@ def _interrupt(*_: object) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `nir launch`."""
     own, command = _split(list(argv or []))
-    p = argparse.ArgumentParser(prog="nir launch", usage="nir launch -n N [options] (script.py | -m module | nir COMMAND) [args]",
-                                description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="nir launch", description=__doc__,
+                                usage="nir launch -n N [options] (script.py | -m module | nir COMMAND) [args]",
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-n", "--processes", type=int, required=True, help="how many processes to start")
     p.add_argument("--devices", type=int, default=1, help="host devices per process (default: 1)")
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,

@@ -7,11 +7,11 @@
 The candidates give each mesh axis to the program's **batch dim** (data parallel), to its **largest
 contraction dim** (model parallel: the Megatron split of a hidden dim, column-parallel into it and
 row-parallel out of it), or to neither; every combination is a candidate (3 ** axes of them, e.g. for
-``data:2,model:2``: unsharded (the program on one device), ``N`` on ``data``, ``N`` on ``model``, ``N`` on both, ``H`` on ``data``,
-..., ``N`` on ``data`` and ``H`` on ``model``). A candidate the sizes refuse (a mesh axis that does not
-divide its dim) is recorded with the reason and not measured. Each one is compiled by XLA with the
-collectives it implies (all-reduces, all-gathers; counted from the optimized HLO and stored with the
-times) and timed as the call a user makes, round-robin; the median decides.
+``data:2,model:2``: unsharded (the program on one device), ``N`` on ``data``, ``N`` on ``model``,
+``N`` on both, ``H`` on ``data``, ..., ``N`` on ``data`` and ``H`` on ``model``). A candidate the sizes
+refuse (a mesh axis that does not divide its dim) is recorded with the reason and not measured. Each one
+is compiled by XLA with the collectives it implies (all-reduces, all-gathers; counted from the optimized
+HLO and stored with the times) and timed as the call a user makes, round-robin; the median decides.
 
 The batch dim is ``--batch`` if given, else ``N`` if the program has it, else the dim that the most
 values carry among dims no contraction sums over. Across processes every process builds and times the

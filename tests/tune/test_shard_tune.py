@@ -37,7 +37,7 @@ def test_each_mesh_axis_goes_to_the_batch_dim_the_model_dim_or_neither():
 
 def test_a_malformed_mesh_is_refused_with_the_form_to_use():
     assert parse_mesh("data:2,model:2") == {"data": 2, "model": 2}
-    with pytest.raises(ValueError, match=r"--mesh 'data=2': 'data=2' should be AXIS:SIZE .* e.g. --mesh data:2,model:2"):
+    with pytest.raises(ValueError, match=r"--mesh 'data=2': 'data=2' should be AXIS:SIZE .* --mesh data:2,model:2"):
         parse_mesh("data=2")
 
 
