@@ -139,7 +139,8 @@ class XLAExecutable:
             self.out_types = self._io.out_types  # each process's parts: what nir.compile's results are named by
             self._run = self._run_processes
         # inputs big enough that sharing aligned numpy buffers beats copying them (cpu only)
-        self._shares = self.platform == "cpu" and any(
+        # (not for a sharded program: a shared buffer is one device's array, which its shardings refuse)
+        self._shares = self.platform == "cpu" and plan is None and any(
             s.size * s.dtype.itemsize >= _SHARE_BYTES for s in self._specs)
 
     # ------------------------------------------------------------------------------------------
