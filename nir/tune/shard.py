@@ -244,9 +244,10 @@ def _time_together(calls: Sequence[Callable[[], Any]], min_time_s: float, rounds
 
 
 def tune_shard(program: Program, target: Target | str, db: str | os.PathLike, mesh: Mapping[str, int], *,
-               name: str = "program", batch: str | None = None, min_time_s: float = 0.5, rounds: int = 7,
+               name: str = "program", batch: str | None = None, min_time_s: float = 2.0, rounds: int = 7,
                seed: int = 0, log: Callable[[str], None] = lambda msg: None) -> ShardReport:
-    """Measure every candidate shard map of ``program`` on ``mesh`` (XLA), store the fastest in ``db``."""
+    """Measure every candidate shard map of ``program`` on ``mesh`` (XLA), store the fastest in ``db``.
+    Each candidate is timed for about ``min_time_s`` in all, in ``rounds`` samples taken round-robin."""
     from .. import backends as _backends
     from ..compile import Compiled
     from ..tensor import from_array
