@@ -347,6 +347,7 @@ def main_mesh(program: Program, name: str, args: Any) -> int:
     """`nir tune WHAT --mesh AXIS:SIZE,...`: join the run when started by `nir launch`, measure, report."""
     import sys
 
+    from ..backends import BackendError
     from ..distributed import ENV_PROCESS_ID, initialize
     try:
         mesh = parse_mesh(args.mesh)
@@ -358,7 +359,7 @@ def main_mesh(program: Program, name: str, args: Any) -> int:
     log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if not args.json else (lambda msg: None)
     try:
         report = tune_shard(program, args.target, args.db, mesh, name=name, batch=args.batch, seed=args.seed, log=log)
-    except ValueError as e:
+    except (ValueError, BackendError) as e:  # a bad request, or no jax: one line
         print(f"nir tune: {e}", file=sys.stderr)
         return 2
     if args.json:
