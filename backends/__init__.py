@@ -22,7 +22,7 @@ from types import ModuleType
 from nir.extras import install_hint
 from nir.target import KINDS, Target
 
-__all__ = ["available", "get", "installed", "BackendError", "BackendChoiceError", "REGISTRY", "INSTALL_HINT"]
+__all__ = ["available", "get", "installed", "BackendError", "BackendChoiceError", "FallbackWarning", "REGISTRY", "INSTALL_HINT"]
 
 # backend name -> (module, the top-level packages it needs)
 REGISTRY: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -42,6 +42,11 @@ class BackendChoiceError(BackendError, ValueError):
     """A bad argument, so a `ValueError` as Python's conventions ask (and still a `BackendError`): the
     ``backend=`` names no backend, or one that cannot serve the target, or the target string has an
     option the backend does not know."""
+
+
+class FallbackWarning(RuntimeWarning):
+    """A backend could not compile part of a program its fast way and used a slower, correct one
+    (e.g. TVM's unscheduled loops when a default schedule fails to compile); `nir fuzz` counts them."""
 
 
 def installed(name: str) -> bool:

@@ -131,6 +131,9 @@ def run_workload(workload: Workload, variants: list[Variant], plan: Plan, notes:
     for v in list(variants):
         r = results[v.name] = VariantResult(v.name, v.kind, v.backend, v.tuning)
         w.variants.append(r)
+        if v.kind == "peer" and PEERS[v.name][0] not in workload.peers:
+            r.status, r.note = "skipped", f"no {PEERS[v.name][0]} program for this workload"
+            continue
         progress.step(f"{workload.name}: building {v.name}")
         if v.kind == "peer" and PEERS[v.name][0] not in workload.peers:
             r.status, r.note = "skipped", f"no {PEERS[v.name][0]} program for this workload"

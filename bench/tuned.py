@@ -1,19 +1,19 @@
-"""Untuned vs tuned, per backend, against numpy and torch measured in the same run:
+"""Untuned vs tuned, per backend and with ``backend="auto"``, against numpy and torch in the same run:
 
-    python -m nir.bench.tuned [--trials 256] [--workloads matmul,conv3x3,mlp,attention] [--db DIR]
+    python -m nir.bench.tuned [--trials 256 | --minutes 5] [--workloads matmul,conv3x3,mlp,attention] [--db DIR]
 
-For each workload `nir tune`'s search runs (layouts, XLA options, TVM MetaSchedule with ``--trials``),
-then the untuned and the tuned programs are compiled the way a user compiles them
-(``nir.compile(..., tuning=DB)``) and timed round-robin with the numpy and torch peers at one thread
-count. Prints a table: per backend untuned/tuned ms, the chosen layout, the winner, and ratios to the
-best peer; the tuning wall time per backend is shown too. Not a test: timings on shared machines vary.
+For each workload `nir tune`'s search runs (layouts, XLA options, TVM MetaSchedule with ``--trials`` or a
+``--minutes`` wall-clock budget), then the untuned and the tuned programs are compiled the way a user
+compiles them (``nir.compile(..., tuning=DB)``) and timed round-robin with the numpy and torch peers
+(`nir.tune.measure.measure_interleaved`: outputs complete, the order rotating each round). Prints per
+variant the median and minimum ms, the ratio of medians to the best peer, the chosen layout, and the
+tuning wall time. Not a test: timings on shared machines vary.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import tempfile
 import time
 from typing import Any, Callable, Sequence
@@ -23,6 +23,7 @@ import numpy as np
 import nir
 from nir.bench.workloads import WORKLOADS
 from nir.extras import exit_unless_installed
+from nir.tune.measure import Timing, measure_interleaved
 from nir.tune.search import tune_program
 
 
@@ -52,20 +53,7 @@ def _peers(name: str) -> dict[str, Callable[..., Any]]:
     return out
 
 
-def _time(fns: dict[str, Callable[[], Any]], rounds: int = 15) -> dict[str, float]:
-    """Median ms per call of each thunk, sampled round-robin."""
-    samples: dict[str, list[float]] = {k: [] for k in fns}
-    for f in fns.values():
-        f(), f()
-    for _ in range(rounds):
-        for k, f in fns.items():
-            t0 = time.perf_counter()
-            f()
-            samples[k].append((time.perf_counter() - t0) * 1e3)
-    return {k: statistics.median(v) for k, v in samples.items()}
-
-
-def run(names: Sequence[str], trials: int, db: str, backends: Sequence[str]) -> None:
+def run(names: Sequence[str], trials: int, minutes: float | None, db: str, backends: Sequence[str]) -> None:
     """Tune and time each workload; print one table per workload."""
     import torch
     torch.set_num_threads(int(os.environ.get("TVM_NUM_THREADS", os.cpu_count() or 1)))
@@ -74,7 +62,7 @@ def run(names: Sequence[str], trials: int, db: str, backends: Sequence[str]) -> 
             WORKLOADS[name].fn, WORKLOADS[name].make_inputs("full", 0))
         program = nir.trace(fn, *inputs).program
         t0 = time.perf_counter()
-        report = tune_program(program, "llvm", db, name=name, backends=backends, trials=trials)
+        report = tune_program(program, "llvm", db, name=name, backends=backends, trials=trials, minutes=minutes)
         search_s = time.perf_counter() - t0
         arrays = [x.numpy() for x in inputs]
         thunks: dict[str, Callable[[], Any]] = {k: (lambda p: lambda: p(*arrays))(p) for k, p in _peers(name).items()}
@@ -85,14 +73,18 @@ def run(names: Sequence[str], trials: int, db: str, backends: Sequence[str]) -> 
             for label, tuning in (("untuned", None), ("tuned", db)):
                 c = nir.compile(fn, backend=r.backend, tuning=tuning).lower(*inputs)
                 thunks[f"nir-{r.backend}-{label}"] = (lambda c: lambda: c(*inputs))(c)
-        times = _time(thunks)
-        best_peer = min(times[k] for k in ("numpy", "torch"))
-        print(f"\n{name}  (tuning: {search_s:.0f} s for {', '.join(backends)}, {trials} trials per backend)")
-        for k, ms in times.items():
+        auto = nir.compile(fn, backend="auto", tuning=db).lower(*inputs)
+        thunks[f"nir-auto-tuned ({auto.backend})"] = lambda: auto(*inputs)
+        times: dict[str, Timing] = measure_interleaved(thunks, min_time_s=1.0, rounds=15)
+        best_peer = min(times[k].median_ms for k in ("numpy", "torch"))
+        budget = f"{minutes:g} min" if minutes is not None else f"{trials} trials per backend"
+        print(f"\n{name}  (tuning: {search_s:.0f} s for {', '.join(backends)}, {budget})")
+        print(f"  {'variant':<26} {'median ms':>10} {'min ms':>10} {'x best peer':>11}  layout")
+        for k, t in times.items():
             layout = next((r.layout for r in report.results if k == f"nir-{r.backend}-tuned"), "")
-            print(f"  {k:<18} {ms:9.3f} ms  x{ms / best_peer:5.2f} best peer  {layout}")
+            print(f"  {k:<26} {t.median_ms:10.3f} {t.min_ms:10.3f} {t.median_ms / best_peer:11.2f}  {layout}")
         w = report.winner
-        print(f"  winner by measurement: {w.backend if w else '-'}")
+        print(f"  winner by the tuner's side-by-side medians: {w.backend if w else '-'}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -102,11 +94,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workloads", default="matmul,conv3x3,mlp,attention")
     p.add_argument("--trials", type=int, default=256)
+    p.add_argument("--minutes", type=float, default=None, help="wall-clock tuning budget per workload")
     p.add_argument("--backends", default=",".join(b for b in ("tvm", "xla") if nir.backends.installed(b)))
     p.add_argument("--db", default=None, help="tuning database (default: a temporary directory)")
     args = p.parse_args(list(argv) if argv is not None else None)
     db = args.db or tempfile.mkdtemp(prefix="nir-tuned-")
-    run(args.workloads.split(","), args.trials, db, args.backends.split(","))
+    run(args.workloads.split(","), args.trials, args.minutes, db, args.backends.split(","))
     print(f"\ntuning database: {db}")
     return 0
 

@@ -123,8 +123,9 @@ def peer_variants(names: Sequence[str]) -> tuple[list[Variant], list[str]]:
 
 
 def nir_variants(backends: Sequence[str], tuning: str | None = None) -> tuple[list[Variant], list[str]]:
-    """A nir variant per installed backend in ``backends`` (and a tuned one each when ``tuning`` is a
-    database directory), and a note for each backend skipped."""
+    """A nir variant per installed backend in ``backends`` (and, when ``tuning`` is a database
+    directory, a tuned one each plus ``nir-auto-tuned``, which lets the records choose the backend), and a
+    note for each backend skipped."""
     out, notes = [], []
     for b in backends:
         if b not in nir.backends.REGISTRY:
@@ -135,6 +136,8 @@ def nir_variants(backends: Sequence[str], tuning: str | None = None) -> tuple[li
         out.append(Variant(f"nir-{b}", "nir", b))
         if tuning is not None and b != "reference":
             out.append(Variant(f"nir-{b}-tuned", "nir", b, tuning))
+    if tuning is not None and any(v.tuning for v in out):  # backend="auto": the backend the tuner measured fastest
+        out.append(Variant("nir-auto-tuned", "nir", "auto", tuning))
     return out, notes
 
 
@@ -189,24 +192,29 @@ def _build_nir(variant: Variant, workload: Workload, inputs: Sequence[NamedTenso
     note = ""
     if variant.tuning is not None and not getattr(compiled, "tuned", True):
         note = f"no tuning record for this program in {variant.tuning}: compiled untuned"
+    elif variant.backend == "auto":
+        note = f"backend chosen: {compiled.backend}"
     return Built(lambda: compiled(*inputs), build_s, intermediates, "nir IR values", note)
 
 
 def program_bytes(program: nir.Program) -> tuple[int, int]:
-    """(bytes of the outputs, bytes of every other value the program's equations define)."""
+    """(bytes of the outputs, bytes of every other value the program's equations define, those of the
+    sub-programs of scans and conds included once: one step's worth)."""
     from nir.types import numpy_dtype
 
     def size(v: Any) -> int:
         return v.type.numel * numpy_dtype(v.type.dtype).itemsize
     outs = {v.id for v in program.outputs}
-    defined = [v for e in program.eqns for v in e.outputs]
-    return (sum(size(v) for v in program.outputs), sum(size(v) for v in defined if v.id not in outs))
+    defined = [v for e in program.eqns for v in e.outputs if v.id not in outs]
+    inner = [v for sub in list(program.walk())[1:] for e in sub.eqns for v in e.outputs]
+    return sum(size(v) for v in program.outputs), sum(size(v) for v in defined + inner)
 
 
 def to_numpy(out: Any) -> list[np.ndarray]:
-    """Raw outputs (a NamedTensor, torch tensor or jax/numpy array, or a tuple of them) as numpy arrays."""
+    """Raw outputs (a NamedTensor, torch tensor or jax/numpy array, or a tuple of them) as numpy arrays,
+    copied: a training step's torch outputs are its parameters, which later calls update in place."""
     if isinstance(out, (tuple, list)):
         return [a for o in out for a in to_numpy(o)]
     if hasattr(out, "detach"):  # torch
         out = out.detach()
-    return [np.asarray(out)]
+    return [np.asarray(out).copy()]

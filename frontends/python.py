@@ -1,6 +1,7 @@
 """The Python tracing frontend: run a function over NamedTensors once, record a Program.
 
-Example inputs are NamedTensors or `nir.spec(N=32, C=3, dtype="float32")`. Name errors surface while
+Example inputs are NamedTensors or `nir.spec(N=32, C=3, dtype="float32")`, or trees of them (dicts,
+lists, tuples: a dict of parameters, an optimizer state). Name errors surface while
 tracing, at the user's line; Python control flow on a traced value raises `TraceError`; loops with a
 static trip count simply unroll.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+from nir import tree as _tree
 from nir.ir import Program
 from nir.tensor import NamedTensor, Trace, _TRACE, _user_names
 from nir.types import TensorType, canonical_dtype
@@ -61,6 +63,7 @@ class Traced:
 
     program: Program
     structure: Any  # the output tree with output indices at the leaves
+    inputs: "_tree.Tree | None" = None  # the arguments' tree (None: one tensor per argument)
 
     def unflatten(self, leaves: Sequence[Any]) -> Any:
         """Put ``leaves`` (one per program output) back into the function's output structure."""
@@ -89,19 +92,29 @@ def _rebuild(structure: Any, leaves: Sequence[Any]) -> Any:
     return {k: _rebuild(v, leaves) for k, v in structure.items()}
 
 
-def trace(fn: Callable[..., Any], *example_inputs: "NamedTensor | Spec") -> Traced:
-    """Run ``fn`` once on traced stand-ins for ``example_inputs`` and record a Program.
+def flatten_args(args: Sequence[Any]) -> tuple[list[Any], "_tree.Tree"]:
+    """The leaves of a call's arguments (each a tensor, spec or array, or a dict/list/tuple of them) and
+    their tree; program inputs are these leaves, in this order."""
+    return _tree.flatten(tuple(args))
+
+
+def trace(fn: Callable[..., Any], *example_inputs: Any) -> Traced:
+    """Run ``fn`` once on traced stand-ins for ``example_inputs`` and record a Program. Each example
+    input is a NamedTensor or `nir.spec(...)`, or a dict/list/tuple tree of them (the program takes the
+    leaves as inputs, dict keys in sorted order).
 
     >>> t = nir.trace(lambda x: x.sum("C"), nir.spec(N=2, C=3))
     >>> print(t.program)
     """
     tr = Trace()
-    args = []
-    for x in example_inputs:
+    leaves, in_tree = flatten_args(example_inputs)
+    traced_leaves = []
+    for x in leaves:
         s = Spec.of(x)
         ir = _user_names(s.names, "trace")
         v = tr.builder.input(TensorType(tuple(zip(ir, s.shape)), s.dtype))
-        args.append(NamedTensor._traced(v, tr))
+        traced_leaves.append(NamedTensor._traced(v, tr))
+    args = _tree.unflatten(in_tree, traced_leaves)
     token = _TRACE.set(tr)
     try:
         out = fn(*args)
@@ -110,5 +123,6 @@ def trace(fn: Callable[..., Any], *example_inputs: "NamedTensor | Spec") -> Trac
     leaves: list[NamedTensor] = []
     structure = _flatten_out(out, leaves)
     values = [tr.lift(t)._value for t in leaves]
-    return Traced(tr.builder.build(values), structure)
+    flat = all(t.kind == "leaf" for t in in_tree.children)
+    return Traced(tr.builder.build(values), structure, None if flat else in_tree)
 

@@ -7,7 +7,8 @@
     f(x); print(f.ir)
 """
 
-from . import backends, distributed, extras, ops
+from . import backends, distributed, extras, ops, optim, tree
+from .autodiff import grad, value_and_grad, vjp
 from .compile import Compiled, Loaded, SignatureError, compile, load
 from .frontends.python import Spec, Traced, spec, trace
 from .functions import (abs, add, addmm, align_as, align_to, amax, amin, arange, argmax, argmin, avg_pool2d, bmm,
@@ -18,7 +19,7 @@ from .functions import (abs, add, addmm, align_as, align_to, amax, amin, arange,
                         refine_names, relu, rename, reshape, rsqrt, scan, select, sigmoid, sin, softmax, sqrt, squeeze,
                         stack, std, sub, sum, t, take, tanh, tensor, transpose, unbind, unflatten, unsqueeze, var,
                         view, where, zeros, zeros_like)
-from .functions import cumprod, cumsum, gather
+from .functions import cumprod, cumsum, gather, pad, scatter_add
 from .interpret import interpret
 from .ir import Builder, Program, VerifyError, verify
 from .target import Target, TargetError, parse_target

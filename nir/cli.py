@@ -23,6 +23,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
                "nir.launch:main"),
     "soak": ("serve a compiled model from N threads for M minutes: calls/s, latency, errors, memory",
              "nir.soak:main"),
+    "train-digits": ("train a named MLP and CNN on scikit-learn's digits with a compiled train step",
+                     "nir.examples.digits:main"),
 }
 
 

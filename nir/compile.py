@@ -12,6 +12,10 @@ Serving: a compiled function may be called from many threads at once; each new s
 built once (other threads asking for it wait), at most ``max_signatures`` stay compiled (least recently
 used first out), and ``dynamic=("N",)`` serves every size of ``N`` from one program per bucket
 (see `nir.dynamic`).
+
+Arguments may be trees — dicts, lists and tuples of NamedTensors (parameters, optimizer states): each
+argument structure gets its own compiled function of the leaves (dict keys in sorted order), so a whole
+train step ``step(params, opt_state, x, y)`` compiles as one program.
 """
 
 from __future__ import annotations
@@ -25,10 +29,11 @@ from . import backends as _backends
 from .artifact import ArtifactEntry, Loaded, export_artifact, load
 from .dispatch import Dispatch, Entry, Key, SignatureError, check_signature, key_of, once, specs_of
 from .dynamic import DynamicError, PaddedRun, analyze, bucket_key, parse_dynamic, probe_sizes
-from .frontends.python import Spec, Traced, trace
+from .frontends.python import Spec, Traced, flatten_args, trace
 from .ir import Program, verify
 from .target import KINDS, Target, parse_target
 from .tensor import NamedTensor
+from .tree import Tree, unflatten
 from .types import NamedShapeError
 
 __all__ = ["compile", "Compiled", "load", "Loaded", "SignatureError", "resolve_backend", "MAX_SIGNATURES"]
@@ -80,6 +85,7 @@ class Compiled(Dispatch):
         self._building: dict[Key, Future] = {}
         self._fixed: tuple[Spec, ...] | None = None
         self._given: Traced | None = None  # a traced Program given instead of a function
+        self._trees: dict[Tree, Compiled] = {}  # argument structure -> the compiled function of its leaves
         if isinstance(fn, (Traced, Program)):
             if self.dynamic:
                 raise ValueError("dynamic= needs a Python function, which nir traces at several sizes; a traced "
@@ -91,9 +97,44 @@ class Compiled(Dispatch):
             self._resolve(key_of(self._fixed))
         else:
             functools.update_wrapper(self, fn)  # type: ignore[arg-type]
-            if inputs is not None:
+            if inputs is not None and _has_tree(inputs):  # compiled now; calls are checked by structure
+                self.lower(*inputs)
+            elif inputs is not None:
                 self._fixed = tuple(Spec.of(x) for x in inputs)
                 self.lower(*self._fixed)
+
+    # -- trees of tensors as arguments ------------------------------------------------------------
+
+    def __call__(self, *args: Any) -> Any:
+        if not _has_tree(args):
+            return super().__call__(*args)
+        leaves, tree = flatten_args(args)
+        if self._given is not None and self._given.inputs is not None:  # a traced program of tree arguments
+            if tree != self._given.inputs:
+                raise SignatureError(f"the arguments have the structure {tree}, but the program takes "
+                                     f"{self._given.inputs}")
+            return super().__call__(*leaves)
+        sub = self._of_tree(tree)
+        out = sub(*leaves)
+        self._last = sub._last
+        return out
+
+    def _of_tree(self, tree: Tree) -> "Compiled":
+        """The compiled function of the leaves of arguments with structure ``tree`` (made once)."""
+        with self._lock:
+            sub = self._trees.get(tree)
+            if sub is None:
+                if self._given is not None:
+                    raise TypeError(f"this compiled program takes {len(self._given.program.inputs)} tensors, not "
+                                    f"the structure {tree}")
+                fn = self._fn
+
+                def of_leaves(*leaves: Any) -> Any:
+                    return fn(*unflatten(tree, leaves))  # type: ignore[operator]
+                of_leaves.__name__ = getattr(fn, "__name__", "fn")
+                sub = self._trees[tree] = Compiled(of_leaves, self.target, self._requested, None, self.tuning,
+                                                   self.max_signatures, self.dynamic, **self.options)
+        return sub
 
     # -- compiling signatures --------------------------------------------------------------------
 
@@ -177,8 +218,13 @@ class Compiled(Dispatch):
         """Whether the latest compiled signature applied a tuning record."""
         return self._last is not None and self._last.tuned
 
-    def lower(self, *specs: NamedTensor | Spec) -> "Compiled":
-        """Trace and build for ``specs`` now, without running."""
+    def lower(self, *specs: Any) -> "Compiled":
+        """Trace and build for ``specs`` (NamedTensors or specs, or trees of them) now, without running."""
+        if _has_tree(specs):
+            leaves, tree = flatten_args(specs)
+            sub = self._of_tree(tree).lower(*leaves)
+            self._last = sub._last
+            return self
         run = self._resolve(key_of(tuple(Spec.of(s) for s in specs)))
         self._last = run.entry
         return self
@@ -203,9 +249,10 @@ class Compiled(Dispatch):
 
     @property
     def signatures(self) -> list[tuple[Spec, ...]]:
-        """Every input signature compiled and kept (for dynamic dims: the bucket sizes)."""
+        """Every input signature compiled and kept (for dynamic dims: the bucket sizes; for tree arguments:
+        the specs of their leaves)."""
         with self._lock:
-            return [e.specs for e in self._entries.values()]
+            return [e.specs for e in self._entries.values()] + [s for t in self._trees.values() for s in t.signatures]
 
     def backend_ir(self, kind: str | None = None) -> str:
         """The backend's own IR (Relax for TVM; StableHLO/HLO for XLA; the nir text for reference)."""
@@ -217,6 +264,9 @@ class Compiled(Dispatch):
         The manifest, written last, records each file's SHA-256; see `nir.artifact`."""
         with self._lock:
             entries = list(self._entries.values())
+            latest = next((t for t in self._trees.values() if t._last is self._last), None)
+        if not entries and latest is not None:  # tree arguments: exported as a function of their leaves
+            return latest.export(path, signature)
         if not entries:
             self._entry()  # says what to do
         if signature is not None:
@@ -236,6 +286,18 @@ class Compiled(Dispatch):
     def __repr__(self) -> str:
         name = getattr(self._fn, "__name__", type(self._fn).__name__)
         return f"<nir.Compiled {name} target={str(self.target)!r} backend={self.backend!r}>"
+
+
+def _has_tree(args: Sequence[Any]) -> bool:
+    """Whether call arguments include a dict, or a list/tuple holding tensors or specs (a plain nested list
+    of numbers stays array data)."""
+    def holds(x: Any) -> bool:
+        if isinstance(x, dict):
+            return True
+        if isinstance(x, (list, tuple)):
+            return any(isinstance(v, (NamedTensor, Spec)) or holds(v) for v in x)
+        return False
+    return any(holds(a) for a in args)
 
 
 def compile(fn: Callable[..., Any] | Traced | Program | None = None, *, target: str | Target = "llvm",  # noqa: A001

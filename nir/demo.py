@@ -28,6 +28,11 @@ def normalize(images: nir.NamedTensor, mean: nir.NamedTensor, std: nir.NamedTens
     return (images - mean.align_as(images)) / std.align_as(images)
 
 
+def std_gradient(images: nir.NamedTensor, mean: nir.NamedTensor, std: nir.NamedTensor) -> nir.NamedTensor:
+    """The gradient of a loss through `normalize` with respect to ``std``: a nir program too, named ``{C}``."""
+    return nir.grad(lambda s: normalize(images, mean, s).tanh().sum())(std)
+
+
 def _refused(fn: Callable[[], Any]) -> str:
     try:
         fn()
@@ -77,6 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("select C=1", green_channel, [nchw]),
         ("normalize NCHW", normalize, [nchw, mean, std]),
         ("normalize NHWC", normalize, [nhwc, mean, std]),
+        ("grad wrt std NHWC", std_gradient, [nhwc, mean, std]),
     ]
     print("3. one program per function, compiled on each backend (max difference to eager, relative to the largest value; compile time)")
     widths = [18, 16] + [24] * len(backends)

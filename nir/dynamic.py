@@ -117,6 +117,10 @@ ACROSS: dict[str, Callable[[Mapping[str, Any], int], tuple[str, ...]]] = {
     "align": _none, "rename": _none, "squeeze": _none,
     **{p: _param("dim", True) for p in ("cumsum", "cumprod", "gather")},
     "scan": _sub_program_inputs("body", 0), "cond": _sub_program_inputs("true_branch", 1),
+    "pad": lambda params, i: tuple(p[0] for p in params["pads"]),
+    # scatter_add sums the updates' index dims into `dim`; the params do not say which dims those are,
+    # so its indices and updates are not classified (None: refused with dynamic=)
+    "scatter_add": lambda params, i: (params["dim"],) if i == 0 else None,
 }
 _ROWWISE_KINDS = ("elementwise", "creation")
 

@@ -1,5 +1,6 @@
 """Differential fuzzing: random well-named programs, compiled on every installed backend with random
-physical layouts, compared with the reference interpreter.
+physical layouts, compared with the program's float64 answer at the tolerance its conditioning allows
+(`nir.precision`: about the per-primitive tolerance for a well-conditioned program).
 
 Programs are generated through the public NamedTensor API inside a trace, so nir's own name rules keep
 them well formed. A disagreement is shrunk to the first equation whose value differs (with everything
@@ -7,6 +8,13 @@ it does not depend on removed) and printed with its program text and a one-line 
 
     nir fuzz --minutes 30 --seed 0
     nir fuzz --seed 0 --case 17 --backends tvm     # reproduce one case
+    nir fuzz --grad --minutes 10                    # gradient mode
+
+Gradient mode (``--grad``) differentiates each generated program (its backward program, `nir.autodiff.
+vjp_program`, with random cotangents), compares the backends with the reference on it, and checks the
+reference gradient against central differences in float64 (a check is skipped as inconclusive when two
+step sizes disagree, i.e. a kink of relu/max/where lies within the step). Its programs have no scan or
+cond (no VJP rules yet) and draw pad and take/scatter_add steps too.
 """
 
 from __future__ import annotations
@@ -15,6 +23,8 @@ import argparse
 import sys
 import time
 import traceback
+import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -23,11 +33,12 @@ import numpy as np
 import nir
 
 from . import backends as _backends
-from .interpret import interpret
 from .ir import Program, Value
+from .interpret import interpret
+from .precision import expected, mismatch
 from .target import parse_target
 from .tensor import NamedTensor
-from .testing import random_inputs, tolerance
+from .testing import random_inputs
 
 NAMES = ("A", "B", "C", "D", "E", "F")
 SIZES = (1, 2, 3, 4, 5, 7)
@@ -44,6 +55,7 @@ class _Gen:
     live: list[NamedTensor] = field(default_factory=list)
     constants: bool = False  # new weights are constants, not program inputs (inside scan and cond)
     inputs: list[NamedTensor] = field(default_factory=list)  # the program's inputs (for cond predicates)
+    dtype: str = "float32"
 
     def choice(self, seq: Sequence[Any]) -> Any:
         return seq[int(self.rng.integers(len(seq)))]
@@ -112,12 +124,12 @@ def _reduce(g: _Gen, x: NamedTensor) -> NamedTensor:
 
 def _new_input(g: _Gen, dims: Sequence[tuple[str, int]]) -> NamedTensor:
     if g.constants:
-        data = g.rng.standard_normal(tuple(s for _, s in dims)).astype(np.float32)
+        data = g.rng.standard_normal(tuple(s for _, s in dims)).astype(g.dtype)
         return nir.tensor(data, names=tuple(n for n, _ in dims))
     from .tensor import current_trace
     tr = current_trace()
-    spec = nir.spec(names=tuple(n for n, _ in dims), shape=tuple(s for _, s in dims))
-    v = tr.builder.input(nir.TensorType(tuple(dims), "float32"))  # type: ignore[union-attr]
+    spec = nir.spec(names=tuple(n for n, _ in dims), shape=tuple(s for _, s in dims), dtype=g.dtype)
+    v = tr.builder.input(nir.TensorType(tuple(dims), g.dtype))  # type: ignore[union-attr]
     g.extra.append(spec)
     return NamedTensor._traced(v, tr)  # type: ignore[arg-type]
 
@@ -193,8 +205,28 @@ def _cumulative(g: _Gen, x: NamedTensor) -> NamedTensor:
     return nir.gather(x, d, picks) + x
 
 
+def _pad_or_scatter(g: _Gen, x: NamedTensor) -> NamedTensor:
+    """pad (edges, interior, crops) or take + scatter_add along one of x's dims."""
+    if x.ndim == 0:
+        return x
+    d = g.choice(x.names)
+    n = x.size(d)
+    if g.rng.random() < 0.5:
+        interior = int(g.rng.integers(0, 3))
+        low, high = (int(g.rng.integers(-min(n - 1, 2), 3)) for _ in range(2))
+        if low + high + n + (n - 1) * interior < 1:
+            low = high = 0
+        return nir.pad(x, {d: (low, high, interior)}, value=float(g.choice((0.0, -1.5))))
+    k = next(name for name in ("K", "L", "M") if name not in x.names)
+    idx = nir.tensor(g.rng.integers(0, n, size=int(g.rng.integers(1, 5))), names=(k,))
+    return nir.scatter_add(x, idx, nir.take(x, idx, d).tanh() * 0.5, d)
+
+
 STEPS: tuple[Callable[[_Gen, NamedTensor], NamedTensor], ...] = (_unary, _binary, _reduce, _contract, _layout,
                                                                 _window, _cumulative)
+# gradient mode also generates the primitives that backward programs are made of (a separate tuple, so
+# that the forward mode's (seed, case) reproducers keep their programs)
+GRAD_STEPS = STEPS + (_pad_or_scatter,)
 
 
 def _chain(g: _Gen, x: NamedTensor, steps: int) -> NamedTensor:
@@ -239,23 +271,29 @@ def _control(g: _Gen) -> list[NamedTensor]:
     return [nir.cond(pred, branch, branch, x)]  # each call of `branch` draws its own chain
 
 
-def random_program(seed: int, case: int, max_ops: int = 6) -> tuple[Program, list[np.ndarray]]:
-    """The program for (seed, case): deterministic, well named, 1-``max_ops`` API calls deep."""
+def random_program(seed: int, case: int, max_ops: int = 6, steps: Sequence[Callable[..., NamedTensor]] = STEPS,
+                   dtype: str = "float32", control: bool = True) -> tuple[Program, list[np.ndarray]]:
+    """The program for (seed, case): deterministic, well named, 1-``max_ops`` API calls deep, drawn from
+    ``steps`` (with a scan or cond in some when ``control``); ``dtype`` only changes the precision (the
+    same seed gives the same program)."""
     rng = np.random.default_rng([seed, case])
     names = [str(n) for n in rng.choice(NAMES, size=int(rng.integers(1, 5)), replace=False)]
-    specs = [nir.spec(names=tuple(names), shape=tuple(int(rng.choice(SIZES)) for _ in names))]
+    specs = [nir.spec(names=tuple(names), shape=tuple(int(rng.choice(SIZES)) for _ in names), dtype=dtype)]
     if rng.random() < 0.5:
         sub = [n for n in names if rng.random() < 0.6]
-        specs.append(nir.spec(names=tuple(sub), shape=tuple(specs[0].shape[names.index(n)] for n in sub)))
-    g = _Gen(rng)
+        specs.append(nir.spec(names=tuple(sub), shape=tuple(specs[0].shape[names.index(n)] for n in sub),
+                              dtype=dtype))
+    g = _Gen(rng, dtype=dtype)
 
     def fn(*xs: NamedTensor) -> Any:
         g.live = list(xs)
         x = xs[0]
         for _ in range(int(rng.integers(1, max_ops + 1))):
-            x = g.choice(STEPS)(g, x)
+            x = g.choice(steps)(g, x)
             g.live.append(x)
         outs = [x] + ([g.choice(g.live)] if rng.random() < 0.3 else [])
+        if not control:
+            return tuple(outs)
         # control flow draws from its own stream and adds equations after the others, so every
         # (seed, case) without it is the program it always was, inputs and layouts included
         flow = _Gen(np.random.default_rng([seed, case, 7]), live=list(g.live), constants=True, inputs=list(xs))
@@ -299,27 +337,19 @@ def _run(backend: str, program: Program, inputs: Sequence[np.ndarray]) -> list[n
     return [np.asarray(o) for o in exe(*inputs)]
 
 
-def _agrees(got: Sequence[np.ndarray], want: Sequence[np.ndarray], dtype: str = "float32") -> bool:
-    rtol, atol = tolerance(dtype)
-    for g, w in zip(got, want):
-        if g.shape != w.shape:
-            return False
-        scale = 50 * max(1.0, float(np.max(np.abs(w[np.isfinite(w)]), initial=0)))  # sums of many terms
-        if not np.allclose(g.astype(np.float64), w.astype(np.float64), rtol=rtol * 50, atol=atol * scale,
-                           equal_nan=True):
-            return False
-    return True
+def _agrees(program: Program, inputs: Sequence[np.ndarray], got: Sequence[np.ndarray]) -> bool:
+    return mismatch(got, expected(program, inputs)) is None
 
 
 def shrink(program: Program, inputs: Sequence[np.ndarray], run: Callable[[Program, list], list]) -> Program:
     """The smallest slice of ``program`` ending at the first value on which ``run`` disagrees with the
-    reference (or the program itself if no single value does)."""
+    float64 reference (or the program itself if no single value does)."""
     by_id = {v.id: a for v, a in zip(program.inputs, inputs)}
     for value in (v for e in program.eqns for v in e.outputs):
         p = _slice_to(program, value)
         ins = [by_id[v.id] for v in p.inputs]
         try:
-            ok = _agrees(run(p, ins), interpret(p, *ins))
+            ok = _agrees(p, ins, run(p, ins))
         except Exception:  # noqa: BLE001 - a crash on the slice is a disagreement too
             ok = False
         if not ok:
@@ -336,20 +366,34 @@ class Failure:
     backend: str
     message: str
     program: Program
+    flags: str = ""  # extra command-line flags of the mode that found it (" --grad")
 
     def report(self) -> str:
         return (f"FAIL backend={self.backend} seed={self.seed} case={self.case}: {self.message}\n"
-                f"reproduce: nir fuzz --seed {self.seed} --case {self.case} --backends {self.backend}\n"
+                f"reproduce: nir fuzz --seed {self.seed} --case {self.case} --backends {self.backend}{self.flags}\n"
                 f"shrunk program:\n{self.program.text}")
 
 
-def check_case(seed: int, case: int, backends: Sequence[str], max_ops: int = 6) -> tuple[list[Failure], int]:
-    """Run one generated program on ``backends``; returns failures and how many backend runs were skipped
-    because the backend does not support a primitive."""
+UNSUPPORTED = "unsupported primitive"
+MAX_UNCHECKED = 0.1  # the CI fuzz run fails when more programs than this are not checked at full strength
+
+
+def check_case(seed: int, case: int, backends: Sequence[str], max_ops: int = 6
+               ) -> tuple[list[Failure], Counter[str]]:
+    """Run one generated program on ``backends`` and compare each result with the program's float64
+    answer at the tolerance its conditioning allows (`nir.precision`). Returns the failures and, by
+    reason, the backend runs not checked at full strength: skipped (the backend does not support a
+    primitive) or checked at a tolerance that could hide a 0.1% error (`Expected.weakness`)."""
     program, inputs = random_program(seed, case, max_ops)
     program = random_layouts(program, np.random.default_rng([seed, case, 1]))
-    want = interpret(program, *inputs)
-    failures, skipped = [], 0
+    return _check_backends(seed, case, program, inputs, backends)
+
+
+def _check_backends(seed: int, case: int, program: Program, inputs: Sequence[np.ndarray], backends: Sequence[str],
+                    flags: str = "") -> tuple[list[Failure], Counter[str]]:
+    """Run ``program`` on each backend and compare with its float64 answer; (failures, unchecked by reason)."""
+    exp = expected(program, inputs, seed=case)
+    failures, unchecked = [], Counter()
     for b in backends:
         def run(p: Program, ins: list, b: str = b) -> list:
             return _run(b, p, ins)
@@ -357,20 +401,67 @@ def check_case(seed: int, case: int, backends: Sequence[str], max_ops: int = 6) 
             got = run(program, list(inputs))
         except _backends.BackendError as e:
             if "not supported" in str(e) or "unsupported" in str(e):
-                skipped += 1
+                unchecked[UNSUPPORTED] += 1
                 continue
-            failures.append(Failure(seed, case, b, f"{type(e).__name__}: {e}", shrink(program, inputs, run)))
+            failures.append(Failure(seed, case, b, f"{type(e).__name__}: {e}", shrink(program, inputs, run), flags))
             continue
         except Exception as e:  # noqa: BLE001 - every crash is a finding
             failures.append(Failure(seed, case, b, f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}",
-                                    shrink(program, inputs, run)))
+                                    shrink(program, inputs, run), flags))
             continue
-        if not _agrees(got, want):
-            err = max(float(np.max(np.abs(g.astype(np.float64) - w))) if g.shape == w.shape else float("inf")
-                      for g, w in zip(got, want))
-            failures.append(Failure(seed, case, b, f"outputs differ from the reference (max abs diff {err:.3g})",
-                                    shrink(program, inputs, run)))
-    return failures, skipped
+        problem = mismatch(got, exp)
+        if problem is not None:
+            failures.append(Failure(seed, case, b, f"outputs differ from the float64 reference: {problem}",
+                                    shrink(program, inputs, run), flags))
+        elif exp.weakness is not None:
+            unchecked[exp.weakness] += 1
+    return failures, unchecked
+
+
+def finite_difference_error(program: Program, inputs: Sequence[np.ndarray], seed: int = 0) -> float | None:
+    """How far the reference gradient of ``program`` (float64) is from central differences, along a random
+    direction with a random cotangent, relative to the gradient's size; None when inconclusive (two
+    step sizes disagree: a kink lies within the step)."""
+    from .autodiff import vjp_program
+    rng = np.random.default_rng(seed)
+    outs = [i for i, v in enumerate(program.outputs) if v.type.dtype.startswith("float")]
+    cts = [rng.standard_normal(program.outputs[i].type.shape) for i in outs]
+    grads = interpret(vjp_program(program), *inputs, *cts)
+    dirs = [rng.standard_normal(np.shape(x)) for x in inputs]
+
+    def along(eps: float) -> float:
+        got = interpret(program, *[x + eps * d for x, d in zip(inputs, dirs)])
+        return sum(float(np.sum(got[i] * c)) for i, c in zip(outs, cts))
+
+    def central(eps: float) -> float:
+        return (along(eps) - along(-eps)) / (2 * eps)
+
+    analytic = sum(float(np.sum(g * d)) for g, d in zip(grads, dirs))
+    fine, coarse = central(1e-6), central(1e-4)
+    scale = max(1.0, abs(analytic), abs(fine)) + 1e-8 * abs(along(0.0))
+    if not np.isfinite(analytic) or abs(fine - coarse) > 1e-4 * scale:
+        return None if np.isfinite(analytic) else float("inf")
+    return abs(analytic - fine) / scale
+
+
+def check_grad_case(seed: int, case: int, backends: Sequence[str], max_ops: int = 6
+                    ) -> tuple[list[Failure], Counter[str], bool]:
+    """Gradient mode for one generated program: its backward program on ``backends`` against the
+    reference (random layouts and cotangents), and the float64 reference gradient against central
+    differences. Returns (failures, backend runs not checked at full strength by reason, whether the finite-difference check was conclusive)."""
+    from .autodiff import vjp_program
+    from .testing import random_array
+    program, inputs = random_program(seed, case, max_ops, GRAD_STEPS, control=False)
+    back = vjp_program(program)
+    rng = np.random.default_rng([seed, case, 2])
+    cts = [random_array(v.type, rng) for v in back.inputs[len(program.inputs):]]
+    failures, unchecked = _check_backends(seed, case, random_layouts(back, rng), [*inputs, *cts], backends, " --grad")
+    wide, wide_inputs = random_program(seed, case, max_ops, GRAD_STEPS, dtype="float64", control=False)
+    err = finite_difference_error(wide, wide_inputs, seed=case)
+    if err is not None and err > 1e-5:
+        failures.append(Failure(seed, case, "reference", f"the gradient differs from central differences in float64 "
+                                f"(relative error {err:.3g})", wide, " --grad"))
+    return failures, unchecked, err is not None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -384,6 +475,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-ops", type=int, default=6)
     parser.add_argument("--backends", default=",".join(b for b in _backends.available() if b != "reference"),
                         help="comma-separated (default: every installed compiling backend)")
+    parser.add_argument("--grad", action="store_true",
+                        help="gradient mode: backward programs across backends and against finite differences")
     args = parser.parse_args(list(argv or []))
     backends = [b for b in args.backends.split(",") if b]
     if not backends:
@@ -391,12 +484,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     cases = [args.case] if args.case is not None else None
     deadline = time.monotonic() + args.minutes * 60
-    n = failures = skipped = 0
+    n = failures = fell_back = conclusive = 0
+    unchecked: Counter[str] = Counter()
     case = args.start
     while (cases is None and time.monotonic() < deadline) or (cases is not None and n < len(cases)):
         c = cases[n] if cases is not None else case
-        fails, sk = check_case(args.seed, c, backends, args.max_ops)
-        skipped += sk
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", _backends.FallbackWarning)
+            if args.grad:
+                fails, unc, checked = check_grad_case(args.seed, c, backends, args.max_ops)
+                conclusive += checked
+            else:
+                fails, unc = check_case(args.seed, c, backends, args.max_ops)
+        fell_back += any(issubclass(w.category, _backends.FallbackWarning) for w in caught)
+        unchecked += unc
         for f in fails:
             failures += 1
             print(f.report(), flush=True)
@@ -404,6 +505,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         case += 1
         if n % 50 == 0:
             print(f"... {n} programs, {failures} failures", file=sys.stderr, flush=True)
-    print(f"nir fuzz: {n} programs x {len(backends)} backends ({', '.join(backends)}), seed {args.seed}: "
-          f"{failures} failures, {skipped} skipped (unsupported primitive)")
+    runs = n * len(backends)
+    mode = f" (gradients; {conclusive} finite-difference checks conclusive)" if args.grad else ""
+    print(f"nir fuzz: {n} programs x {len(backends)} backends ({', '.join(backends)}), seed {args.seed}{mode}: "
+          f"{failures} failures")
+    print(f"not checked at the per-primitive tolerance: {sum(unchecked.values())} of {runs} runs"
+          + "".join(f"\n  {count}: {reason}" for reason, count in sorted(unchecked.items())))
+    print(f"fell back to unscheduled: {fell_back} programs")
     return 1 if failures else 0

@@ -8,6 +8,7 @@ inputs that are never all zeros, and tolerances per dtype.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -15,7 +16,7 @@ import numpy as np
 
 from .interpret import interpret
 from .ir import Builder, Program
-from .types import TensorType, is_float, numpy_dtype
+from .types import TensorType, canonical_dtype, is_float, numpy_dtype
 
 __all__ = ["OpSample", "op_samples", "random_array", "random_inputs", "tolerance", "assert_close"]
 
@@ -107,6 +108,8 @@ def _cases(dtype: str) -> list[tuple[str, str, Program]]:
         cases.append((name, "one", _one(name, [NCHW], dims=("C",))))
         cases.append((name, "two", _one(name, [NCHW], dims=("W", "N"))))
     cases.append(("reduce_sum", "all", _one("reduce_sum", [NC], dims=("N", "C"))))
+    # long enough that accumulating in float16/bfloat16 themselves (not float32) would be far off
+    cases.append(("reduce_sum", "long", _one("reduce_sum", [_T({"N": 2, "K": 600}, f)], dims=("K",))))
     for name in ("argmax", "argmin"):
         cases.append((name, "inner", _one(name, [NCHW], dim="W")))
         cases.append((name, "outer", _one(name, [NCHW], dim="N")))
@@ -131,6 +134,9 @@ def _cases(dtype: str) -> list[tuple[str, str, Program]]:
     cases.append(("conv2d", "groups", _one("conv2d", [_T({"N": 1, "C": 4, "H": 6, "W": 6}, f),
                                                       _T({"O": 6, "C": 2, "H": 3, "W": 3}, f)],
                                            stride=(1, 1), padding=(1, 1), groups=2, **conv)))
+    cases.append(("conv2d", "depthwise", _one("conv2d", [_T({"N": 2, "C": 4, "H": 7, "W": 6}, f),
+                                                         _T({"O": 4, "C": 1, "H": 3, "W": 3}, f)],
+                                              stride=(2, 1), padding=(1, 1), groups=4, **conv)))
     cases.append(("pool2d", "max", _one("pool2d", [NCHW], kind="max", kernel=(2, 2), stride=(2, 2),
                                         padding=(0, 0), spatial=("H", "W"))))
     cases.append(("pool2d", "avg-pad", _one("pool2d", [NCHW], kind="avg", kernel=(3, 3), stride=(1, 2),
@@ -145,6 +151,7 @@ def _cases(dtype: str) -> list[tuple[str, str, Program]]:
     cases.append(("unflatten", "split", _one("unflatten", [_T({"N": 2, "D": 12}, f)], dim="D",
                                              parts=(("H", 3), ("W", 4)))))
     cases.append(("select", "mid", _one("select", [NCHW], dim="C", index=1)))
+    cases.append(("select", "off-centre", _one("select", [NCHW], dim="W", index=4)))  # its mirror is index 1
     cases.append(("slice", "strided", _one("slice", [NCHW], dim="W", start=1, stop=6, step=2)))
     cases.append(("concat", "three", _one("concat", [NC, _T({"C": 4, "N": 2}, f), _T({"N": 1, "C": 4}, f)],
                                           dim="N")))
@@ -161,6 +168,12 @@ def _cases(dtype: str) -> list[tuple[str, str, Program]]:
     cases.append(("scan", "rnn", _scan_rnn(f, reverse=False)))
     cases.append(("scan", "reverse", _scan_rnn(f, reverse=True)))
     cases.append(("cond", "two-outputs", _cond(f)))
+    cases.append(("pad", "edges", _one("pad", [NCHW], pads=(("H", 1, 2, 0), ("W", 0, 1, 0)), value=0.0)))
+    cases.append(("pad", "interior-crop", _one("pad", [NCHW], pads=(("W", 2, -3, 2), ("H", -1, 1, 1)),
+                                               value=-math.inf)))
+    cases.append(("scatter_add", "embedding", _one("scatter_add", [_T({"V": 5, "D": 4}, f),
+                                                                   _T({"B": 2, "S": 3}, "int64"),
+                                                                   _T({"D": 4, "S": 3, "B": 2}, f)], dim="V")))
     return cases
 
 
@@ -195,20 +208,30 @@ def op_samples(dtype: str = "float32", seed: int = 0) -> list[OpSample]:
     out = []
     for i, (prim, label, program) in enumerate(_cases(dtype)):
         rng = np.random.default_rng(seed + i)
-        inputs = tuple(random_array(v.type, rng, positive=prim in POSITIVE) for v in program.inputs)
+        positive = prim in POSITIVE or label == "long"  # (a long sum of positive terms shows its accumulator)
+        inputs = tuple(random_array(v.type, rng, positive=positive) for v in program.inputs)
         out.append(OpSample(prim, label, dtype, program, inputs))
     return out
 
 
 def assert_close(got: Sequence[Any], want: Sequence[np.ndarray], dtype: str, scale: float = 1.0) -> None:
-    """Assert backend outputs equal reference outputs at ``dtype``'s tolerance (times ``scale``)."""
+    """Assert backend outputs equal reference outputs: the same dtype and shape, integer and bool values
+    exactly (int64 is never compared through floats), floating-point values at ``dtype``'s tolerance
+    (times ``scale``; NaN matches NaN)."""
     rtol, atol = tolerance(dtype)
     assert len(got) == len(want), f"{len(got)} outputs, expected {len(want)}"
     for i, (g, w) in enumerate(zip(got, want)):
-        g = np.asarray(g)
+        g, w = np.asarray(g), np.asarray(w)
+        assert g.dtype == w.dtype, f"output {i}: dtype {g.dtype}, expected {w.dtype}"
         assert g.shape == w.shape, f"output {i}: shape {g.shape}, expected {w.shape}"
-        g64, w64 = g.astype(np.float64), w.astype(np.float64)
-        np.testing.assert_allclose(g64, w64, rtol=rtol * scale, atol=atol * scale, equal_nan=True,
+        if not is_float(canonical_dtype(w.dtype)):
+            bad = np.argwhere(g != w)
+            assert not bad.size, (f"output {i} ({w.dtype}) differs from the reference at {len(bad)} of {w.size} "
+                                  f"positions, first at {tuple(bad[0])}: got {g[tuple(bad[0])]!r}, "
+                                  f"expected {w[tuple(bad[0])]!r}")
+            continue
+        np.testing.assert_allclose(g.astype(np.float64), w.astype(np.float64), rtol=rtol * scale,
+                                   atol=atol * scale, equal_nan=True,
                                    err_msg=f"output {i} differs from the reference ({dtype})")
 
 
@@ -216,3 +239,57 @@ def check_against_reference(run: Callable[..., Sequence[Any]], program: Program,
                             dtype: str, scale: float = 1.0) -> None:
     """Run ``run(*inputs)`` and compare with the reference interpreter."""
     assert_close(run(*inputs), interpret(program, *inputs), dtype, scale)
+
+
+def _grad_cases(dtype: str) -> list[tuple[str, str, Program]]:
+    """Variants that matter for gradients beyond `_cases`: transposed-convolution corner cases
+    (dilation, cropping pads, groups with strides, no or several batch dims) and overlapping pools."""
+    f = dtype
+    conv = dict(channels="C", out_channels="O", spatial=("H", "W"))
+    x = _T({"N": 2, "C": 4, "H": 7, "W": 6}, f)
+    return [
+        ("conv2d", "dilated-strided", _one("conv2d", [x, _T({"O": 3, "C": 4, "H": 3, "W": 2}, f)], stride=(2, 1),
+                                           padding=(1, 0), dilation=(2, 2), groups=1, **conv)),
+        ("conv2d", "pad-over-kernel", _one("conv2d", [x, _T({"O": 2, "C": 4, "H": 2, "W": 1}, f)], stride=(1, 2),
+                                           padding=(2, 1), dilation=(1, 1), groups=1, **conv)),
+        ("conv2d", "groups-strided", _one("conv2d", [x, _T({"W": 3, "O": 6, "H": 2, "C": 2}, f)], stride=(2, 2),
+                                          padding=(1, 1), dilation=(1, 1), groups=2, **conv)),
+        ("conv2d", "no-batch", _one("conv2d", [_T({"C": 2, "H": 5, "W": 5}, f), _T({"O": 3, "C": 2, "H": 3, "W": 3}, f)],
+                                    stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1, **conv)),
+        ("conv2d", "two-batch-nhwc", _one("conv2d", [_T({"B": 2, "H": 5, "W": 4, "N": 2, "C": 3}, f),
+                                                     _T({"O": 2, "C": 3, "H": 2, "W": 2}, f)],
+                                          stride=(1, 1), padding=(1, 0), dilation=(1, 1), groups=1, **conv)),
+        ("pool2d", "max-overlap-pad", _one("pool2d", [x], kind="max", kernel=(3, 2), stride=(1, 2), padding=(1, 1),
+                                           spatial=("H", "W"))),
+        ("pool2d", "avg-strided", _one("pool2d", [_T({"H": 7, "W": 6, "C": 3}, f)], kind="avg", kernel=(3, 2),
+                                       stride=(2, 2), padding=(1, 0), spatial=("H", "W"))),
+        ("pad", "interior-finite", _one("pad", [x], pads=(("W", 2, -3, 2), ("H", -1, 1, 1)), value=0.5)),
+        ("slice", "strided-tail", _one("slice", [x], dim="H", start=1, stop=6, step=3)),
+        ("cast", "float-to-float", _one("cast", [x], dtype="float32" if f == "float64" else "float64")),
+        ("cumprod", "with-zeros", _one("cumprod", [_T({"N": 3, "T": 6}, f)], dim="T", reverse=False)),
+        ("cumprod", "with-zeros-reverse", _one("cumprod", [_T({"T": 6, "N": 3}, f)], dim="T", reverse=True)),
+        ("gather", "negative-new-dim", _one("gather", [_T({"V": 5, "B": 2}, f), _T({"B": 2, "K": 4}, "int64")],
+                                           dim="V")),
+    ]
+
+
+def grad_samples(dtype: str = "float64", seed: int = 0) -> list[OpSample]:
+    """Samples whose primitive has a gradient to check: every `op_samples` case of a primitive with a VJP
+    rule, a float input and a float output (except padding with an infinite value), plus the gradient
+    corner cases."""
+    from . import ops
+    from .types import is_float
+    out = [c for c in op_samples(dtype, seed)
+           if ops.get(c.prim).vjp is not None and any(is_float(v.type.dtype) for v in c.program.inputs)
+           and any(is_float(v.type.dtype) for v in c.program.outputs) and c.label != "interior-crop"]
+    for i, (prim, label, program) in enumerate(_grad_cases(dtype)):
+        rng = np.random.default_rng(seed + 1000 + i)
+        inputs = [random_array(v.type, rng) for v in program.inputs]
+        if label.startswith("with-zeros"):  # one zero in some rows, two in another
+            t = program.inputs[0].type
+            a = np.moveaxis(inputs[0], t.names.index("T"), -1)
+            a[0, 2] = a[1, 1] = a[1, 4] = 0
+        if label == "negative-new-dim":
+            inputs[1] = inputs[1] - 3  # indices in [-3, 2): negative ones count from the end
+        out.append(OpSample(prim, label, dtype, program, tuple(inputs)))
+    return out

@@ -70,10 +70,12 @@ def is_float(dtype: str) -> bool:
 
 
 def promote_dtypes(*dtypes: str) -> str:
-    """PyTorch-style promotion between tensor dtypes (float16 with bfloat16 gives float32)."""
+    """PyTorch-style promotion between tensor dtypes (float16 with bfloat16 gives float32, int8 with uint8 int16)."""
     best = max(dtypes, key=lambda d: DTYPES[d])
     if {"float16", "bfloat16"} <= set(dtypes) and DTYPES[best] == 5:
         return "float32"
+    if {"int8", "uint8"} <= set(dtypes) and DTYPES[best] == 1:
+        return "int16"  # the smallest type that holds both ranges, as in PyTorch
     return best
 
 

@@ -31,16 +31,20 @@ import numpy as np
 import tvm
 from tvm import relax
 
-from nir.backends import BackendChoiceError, BackendError
+from nir.backends import BackendChoiceError, BackendError, FallbackWarning
+from nir.fold import fold_constants
 from nir.ir import Program, verify
 from nir.target import Target, parse_target
 from nir.types import TensorType, canonical_dtype, numpy_dtype
 
 from .control import check_depth
 from .lower import LOWERINGS, lower_program
-from .schedule import schedule_module
+from .conv_width import PadConvWidth
+from .schedule import lanes, schedule_module
+from .vmath import VectorMath
 
-__all__ = ["TVMExecutable", "build", "load", "tvm_target", "unsupported", "cuda_device", "Signature",
+__all__ = ["TVMExecutable", "build", "relax_module", "load", "tvm_target", "to_tvm", "unsupported", "cuda_device",
+           "Signature",
            "DEFAULT_CUDA_ARCH", "ptx"]
 
 NAME = "tvm"
@@ -166,7 +170,7 @@ def _c_order(a: np.ndarray) -> np.ndarray:
     return a if a.flags.c_contiguous else a.copy(order="C")
 
 
-def _to_tvm(x: Any, sig: Signature, index: int, device: tvm.runtime.Device) -> tvm.runtime.Tensor:
+def to_tvm(x: Any, sig: Signature, index: int, device: tvm.runtime.Device) -> tvm.runtime.Tensor:
     """One input as a TVM tensor on ``device``: zero-copy through DLPack where the data is C-contiguous
     and 64-byte aligned, otherwise an aligned contiguous copy. Shapes and dtypes must match exactly."""
     if not hasattr(x, "shape") or not hasattr(x, "dtype"):
@@ -286,7 +290,7 @@ class TVMExecutable:
         per measurement, ``repeat`` measurements, the device synchronized): inputs are converted and
         moved to the device once, outputs stay there."""
         fn = self.vm_function()
-        args = [_to_tvm(a, s, i, self.device) for i, (a, s) in enumerate(zip(arrays, self.inputs))]
+        args = [to_tvm(a, s, i, self.device) for i, (a, s) in enumerate(zip(arrays, self.inputs))]
         fn(*args)  # warm-up
         timer = self._vm.time_evaluator("main", self.device, number=number, repeat=repeat)
         return float(timer(*args).median) * 1e3
@@ -318,7 +322,7 @@ class TVMExecutable:
             if not (x.flags.c_contiguous and x.flags.writeable and x.ctypes.data % ALIGNMENT == 0):
                 x = _aligned_copy(x)
             return _from_dlpack(x)
-        return _to_tvm(x, self.inputs[i], i, self.device)
+        return to_tvm(x, self.inputs[i], i, self.device)
 
     def backend_ir(self, kind: str | None = None) -> str:
         """The Relax module (``kind="relax"``, the default) or the scheduled TIR module (``"tir"``)."""
@@ -425,10 +429,25 @@ def _compile(mod: tvm.IRModule, target: Target, ttarget: tvm.target.Target, tuni
         if scheduled is legal:
             raise
         warnings.warn(f"nir tvm backend: a default schedule failed to compile ({str(e).splitlines()[0][:200]}); "
-                      "using unscheduled loops (correct but slow)", RuntimeWarning, stacklevel=3)
+                      "using unscheduled loops (correct but slow)", FallbackWarning, stacklevel=3)
         scheduled, report = legal, {name: None for name in report}
         lib = tvm.compile(legal, target=ttarget)
     return lib, scheduled.script(), report
+
+
+def relax_module(program: Program, target: Target, fast_math: bool = False) -> tvm.IRModule:
+    """The Relax module that `build` compiles for ``program`` (tuning must extract its tasks from the
+    same one, or the tuned records would not match the built PrimFuncs): the lowered program, with
+    TVM's approximations (``fast_math``) or, on CPUs, nir's vectorizable float32 exp, tanh, sigmoid,
+    erf and softmax (`vmath`; as accurate as libm, which LLVM cannot vectorize), and NCHW convolutions
+    widened to whole vectors (`conv_width`)."""
+    mod = lower_program(fold_constants(program))  # numpy folds in ms what TVM's FoldConstant compiles
+    if fast_math:
+        mod = relax.transform.FastMathTransform()(mod)
+    if target.kind == "llvm":
+        mod = VectorMath()(mod)
+        mod = PadConvWidth(lanes(tvm_target(target), "float32"))(mod)
+    return mod
 
 
 def build(program: Program, target: Target | str, *, tuning_db: Any = None, schedule: bool = True,
@@ -437,9 +456,10 @@ def build(program: Program, target: Target | str, *, tuning_db: Any = None, sche
 
     ``tuning_db``: a MetaSchedule database (or its work_dir) whose records schedule the PrimFuncs they
     match; the default schedules take the rest. ``schedule=False`` keeps TVM's plain loops on the CPU
-    (slow; for debugging a schedule). ``fast_math=True`` computes exp, tanh, erf (so gelu) and softmax
-    with TVM's vectorizable polynomial approximations (relative error below 1e-6 for finite results,
-    several times faster on CPUs; but no inf on overflow). Raises BackendError for a primitive this
+    (slow; for debugging a schedule). On CPUs, float32 exp, tanh, sigmoid, erf (so gelu) and softmax
+    are computed by vectorizable forms as accurate as libm (`vmath`); ``fast_math=True`` uses TVM's
+    approximations instead (relative error below 1e-6 for finite results, but no inf on overflow and
+    no NaN propagation). Raises BackendError for a primitive this
     backend cannot lower.
     """
     target = parse_target(target)
@@ -455,9 +475,7 @@ def build(program: Program, target: Target | str, *, tuning_db: Any = None, sche
     check_depth(program)
     with _BUILD_LOCK:  # TVM's BlockBuilder keeps a process-global stack: one build at a time
         ttarget = tvm_target(target)
-        mod = lower_program(program)
-        if fast_math:
-            mod = relax.transform.FastMathTransform()(mod)
+        mod = relax_module(program, target, fast_math)
         lib, tir_text, report = _compile(mod, target, ttarget, tuning_db, schedule)
     return TVMExecutable(lib, target, [Signature.of(v.type) for v in program.inputs],
                          [Signature.of(v.type) for v in program.outputs], program=program,

@@ -176,11 +176,23 @@ BINARY: dict[str, Callable[[relax.Expr, relax.Expr], relax.Expr]] = {
 }
 
 
+# TVM has no arithmetic or ordering on bool (uint1): these compute on int8 and round back (add is
+# logical or, mul logical and, maximum or, minimum and, as in PyTorch)
+BOOL_AS_INT8 = {"add", "mul", "maximum", "minimum", "eq", "ne", "lt", "le", "gt", "ge"}
+
+
+def as_int8(x: Named) -> Named:
+    """A bool ``x`` as int8 (0 or 1); others unchanged."""
+    return bind(R.astype(x.expr, "int8"), x.names) if x.dtype == "bool" else x
+
+
 def _elementwise(fn: Callable[..., relax.Expr], wide: bool = False) -> Lowering:
     """Broadcast by name: every operand is aligned to the output's physical order, then ``fn``
     (in float32 for low-precision operands when ``wide``)."""
     def lower(eqn: Eqn, *args: Named) -> Named:
         order = eqn.out.physical_order
+        if eqn.prim in BOOL_AS_INT8:
+            args = tuple(as_int8(a) for a in args)
         y = bind(fn(*[align(upcast(a) if wide else a, _trailing(order, a)) for a in args]), order)
         return downcast(broadcast(y, eqn.out.type.sizes), eqn.out.type.dtype)
     return lower
@@ -260,7 +272,7 @@ def _reduce(name: str) -> Lowering:
 
     def lower(eqn: Eqn, x: Named) -> Named:
         dims = eqn.kwargs["dims"]
-        y = upcast(x) if wide else x
+        y = upcast(x) if wide else as_int8(x)  # TVM knows no maximum or minimum value of bool
         keep = tuple(n for n in x.names if n not in dims)
         out = fn(y.expr, axis=_axes(x, dims), keepdims=False)
         if name in ("reduce_max", "reduce_min") and is_float(x.dtype):
@@ -302,6 +314,10 @@ def _layer_norm(eqn: Eqn, x: Named) -> Named:
     x = _innermost(x, p["dims"])
     y = upcast(x)
     axes = sorted(_axes(x, p["dims"]))
+    if y.dtype == "float64":  # R.nn.layer_norm has float32 and float16 kernels only
+        centered = R.subtract(y.expr, R.mean(y.expr, axis=axes, keepdims=True))
+        var = R.mean(R.multiply(centered, centered), axis=axes, keepdims=True)
+        return bind(R.divide(centered, R.sqrt(R.add(var, relax.const(float(p["eps"]), "float64")))), x.names)
     shape = [x.shape[a] for a in axes]
     ones, zeros = R.ones(shape, y.dtype), R.zeros(shape, y.dtype)
     out = R.nn.layer_norm(y.expr, ones, zeros, axes=axes, epsilon=float(p["eps"]), center=False, scale=False)
@@ -324,6 +340,9 @@ def _contract(eqn: Eqn, a: Named, b: Named) -> Named:
     def size(names: Sequence[str], sizes: dict[str, int]) -> int:
         return math.prod(sizes[n] for n in names)
 
+    if size(over, sa) == 0:  # a sum of no terms (TVM's matmul rejects an empty reduction)
+        names = batch + a_free + b_free
+        return _zeros([(n, {**sa, **sb}[n]) for n in names], a.dtype)
     lead = [("_batch", size(batch, sa))] if batch else []
     a3 = reshape(permute(a, batch + a_free + over), lead + [("_m", size(a_free, sa)), ("_k", size(over, sa))])
     b3 = reshape(permute(b, batch + over + b_free), lead + [("_k", size(over, sb)), ("_n", size(b_free, sb))])
@@ -331,6 +350,18 @@ def _contract(eqn: Eqn, a: Named, b: Named) -> Named:
     y = bind(R.matmul(a3.expr, b3.expr, out_dtype=wide), a3.names[:-1] + ("_n",))
     names = batch + a_free + b_free
     return downcast(reshape(y, [(n, {**sa, **sb}[n]) for n in names]), a.dtype)
+
+
+def _zeros(dims: Sequence[tuple[str, int]], dtype: str) -> Named:
+    """Zeros of named ``dims``."""
+    return bind(R.zeros([s for _, s in dims], dtype), tuple(n for n, _ in dims))
+
+
+def _empty(dims: Sequence[tuple[str, int]], dtype: str) -> Named:
+    """A tensor of named ``dims`` with no elements: allocated at run time, since TVM folds anything computed
+    from constants alone into a constant, and a constant of zero elements cannot be saved and loaded."""
+    shape = relax.ShapeExpr([s for _, s in dims])
+    return bind(relax.op.builtin.alloc_tensor(shape, dtype, 0), tuple(n for n, _ in dims))
 
 
 def _image_layout(x: Named, channels: str | None, spatial: Sequence[str]) -> tuple[str, tuple[str, ...]]:
@@ -474,6 +505,56 @@ def _cumulative(fn: Callable[..., relax.Expr]) -> Lowering:
     return lower
 
 
+def _filled(shape: Sequence[int], value: float, dtype: str) -> relax.Expr:
+    """A constant-filled tensor as a broadcast 0-d constant (R.full cannot legalize inf or NaN)."""
+    fill = relax.const(np.asarray(value, dtype=numpy_dtype(dtype)), dtype)
+    return R.broadcast_to(R.reshape(fill, [1] * len(shape)), list(shape))
+
+
+def _pad(eqn: Eqn, x: Named) -> Named:
+    """Interior padding by interleaving with a filled block and reshaping; edge padding with R.nn.pad;
+    negative (cropping) edges with strided_slice."""
+    value, dtype = eqn.kwargs["value"], x.dtype
+    for dim, low, high, interior in eqn.kwargs["pads"]:
+        ax = x.names.index(dim)
+        n = x.shape[ax]
+        if interior and n > 1:
+            fill_shape = list(x.shape)
+            fill_shape.insert(ax + 1, interior)
+            pairs = R.concat([R.expand_dims(x.expr, [ax + 1]), _filled(fill_shape, value, dtype)], axis=ax + 1)
+            merged = list(x.shape)
+            merged[ax] = n * (interior + 1)
+            spread = bind(R.reshape(pairs, merged), x.names)
+            x = bind(R.strided_slice(spread.expr, [ax], [0], [(n - 1) * (interior + 1) + 1]), x.names)
+        if low > 0 or high > 0:
+            width = [0] * (2 * len(x.names))
+            width[2 * ax], width[2 * ax + 1] = max(low, 0), max(high, 0)
+            x = bind(R.nn.pad(x.expr, width, pad_value=float(value)), x.names)
+        if low < 0 or high < 0:
+            x = bind(R.strided_slice(x.expr, [ax], [max(-low, 0)], [x.shape[ax] - max(-high, 0)]), x.names)
+    return x
+
+
+def _scatter_add(eqn: Eqn, x: Named, idx: Named, updates: Named) -> Named:
+    """R.scatter_elements with reduction="add" along the dim: the indices are flattened to one axis and
+    broadcast to the updates' shape (which has the operand's other axes around it)."""
+    dim = eqn.kwargs["dim"]
+    ax = x.names.index(dim)
+    n = x.sizes[dim]
+    k = math.prod(idx.shape)
+    pre, post = x.names[:ax], x.names[ax + 1:]
+    flat_idx = R.reshape(idx.expr, [k])
+    flat_idx = R.where(R.less(flat_idx, relax.const(0, idx.dtype)), R.add(flat_idx, relax.const(n, idx.dtype)),
+                       flat_idx)  # negative indices count from the end, as in take
+    sizes = updates.sizes
+    u = reshape(permute(updates, pre + idx.names + post),
+                [(d, sizes[d]) for d in pre] + [("_k", k)] + [(d, sizes[d]) for d in post])
+    shape = list(u.shape)
+    along = R.reshape(flat_idx, [1] * len(pre) + [k] + [1] * len(post))
+    y = R.scatter_elements(x.expr, R.broadcast_to(along, shape), u.expr, axis=ax, reduction="add")
+    return bind(y, x.names)
+
+
 # ---------------------------------------------------------------------------------------------
 # the table
 # ---------------------------------------------------------------------------------------------
@@ -508,6 +589,8 @@ LOWERINGS: dict[str, "Lowering | Control"] = {
     "gather": _gather,
     "cumsum": _cumulative(R.cumsum),
     "cumprod": _cumulative(R.cumprod),
+    "pad": _pad,
+    "scatter_add": _scatter_add,
 }
 
 
@@ -557,7 +640,10 @@ def emit_program(ctx: LoweringContext, program: Program, args: Sequence[Named]) 
     for e in program.eqns:
         ins = [env[v.id] for v in e.inputs]
         low = ctx.table[e.prim]
-        results = low.emit(ctx, e, ctx.prepared[id(e)], *ins) if isinstance(low, Control) else [low(e, *ins)]
+        if all(v.type.numel == 0 for v in e.outputs):  # nothing to compute; TVM's reshapes and constants reject it
+            results = [_empty([(n, v.type.size(n)) for n in v.physical_order], v.type.dtype) for v in e.outputs]
+        else:
+            results = low.emit(ctx, e, ctx.prepared[id(e)], *ins) if isinstance(low, Control) else [low(e, *ins)]
         for v, r in zip(e.outputs, results, strict=True):
             env[v.id] = permute(r, v.physical_order)
     return [env[v.id] for v in program.outputs]

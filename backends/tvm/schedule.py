@@ -32,10 +32,12 @@ from tvm.s_tir import dlight as dl
 from tvm.s_tir.dlight.analysis import SBlockInfo, normalize_prim_func
 from tvm.target import Target
 
-__all__ = ["schedule_module", "RULES", "MIN_PARALLEL_WORK"]
+__all__ = ["schedule_module", "RULES", "MIN_PARALLEL_WORK", "lanes"]
 
 # below this many iterations a loop nest runs on one thread (a parallel launch costs microseconds)
 MIN_PARALLEL_WORK = 16384
+# a contraction's parallel loop should have at least this many tiles, so that threads share them evenly
+MIN_PARALLEL_TASKS = 8
 
 # a rule schedules in place and returns True, or returns a new Schedule; False/None: not this rule
 Rule = Callable[[s_tir.Schedule, Target], "bool | s_tir.Schedule | None"]
@@ -50,15 +52,18 @@ def _vector_bits(target: Target) -> int:
     return width if width > 0 else 256
 
 
-def _lanes(target: Target, dtype: str) -> int:
+def lanes(target: Target, dtype: str) -> int:
     """Vector lanes of ``dtype`` on ``target`` (at least 4)."""
     return max(4, _vector_bits(target) // max(tvm.DataType(dtype).bits, 8))
 
 
+_lanes = lanes
+
+
 def _accumulators(target: Target) -> int:
-    """Vector registers a contraction's register tile may hold: half the register file (32 registers
-    with AVX-512, 16 with AVX2), leaving the rest for loads and broadcasts."""
-    return 16 if _vector_bits(target) >= 512 else 8
+    """Vector registers a contraction's register tile may hold: three quarters of the register file
+    (32 registers with AVX-512, 16 with AVX2), leaving the rest for loads and broadcasts."""
+    return 24 if _vector_bits(target) >= 512 else 12
 
 
 def _extent(sch: s_tir.Schedule, loop: s_tir.schedule.LoopRV) -> int:
@@ -219,12 +224,16 @@ def _has_mul(expr: object) -> bool:
 
 
 def contraction(sch: s_tir.Schedule, target: Target) -> bool:
-    """Register-tiled matmul / conv2d: ``[outer spatial..., T/ti, V/vi, reductions..., ti, vi]``.
+    """Register-tiled matmul / conv2d:
+    ``[outer spatial..., V/vi, (K/kc), T/ti, reductions..., ti, vi/lanes, lanes]``.
 
-    V is the innermost spatial loop (contiguous in the output), vectorized, one register per tile
+    V is the innermost spatial loop (contiguous in the output), vectorized, a few registers per tile
     row; T is a spatial loop that the operand streamed along V does not depend on (the rows of a
     matmul, the output channels of a convolution), unrolled so that each loaded vector feeds ``ti``
-    accumulators (`_accumulators`).
+    accumulators (`_register_tile`). A long single reduction (a matmul's K) is blocked by ``kc`` so
+    that the streamed panel (kc x vi) stays in L1 while the row tiles pass over it. Extents without
+    a good divisor (ViT's 197 tokens) are padded when the block is an einsum (`pad_einsum`; the
+    padded copies are small next to the product), else the tile shrinks to a divisor.
     """
     infos = normalize_prim_func(sch)
     if not infos:
@@ -235,46 +244,120 @@ def contraction(sch: s_tir.Schedule, target: Target) -> bool:
     main = mains[0]
     infos = _inline_all(sch, keep=[main], keep_pads=True)
     main = next(b for b in infos if b.name == main.name)
-    block = main.block_rv
-    stmt = sch.get(block)
-    loops = sch.get_loops(block)
     iters = main.iters
     spatial = [i for i, it in enumerate(iters) if it.kind == "S"]
     reduce = [i for i, it in enumerate(iters) if it.kind == "R"]
     v = spatial[-1]
+    stmt = sch.get(main.block_rv)
     lanes = _lanes(target, str(stmt.writes[0].source.dtype))
-    out = stmt.writes[0].source
-    reads = [r for r in stmt.reads if not r.source.same_as(out)]
+    reads = [r for r in stmt.reads if not r.source.same_as(stmt.writes[0].source)]
     streamed = [r for r in reads if iters[v].var in _region_vars(r)]
     if not streamed or not all(_contiguous_in(r, iters[v].var) for r in streamed + list(stmt.writes)):
         return False  # V is not the fast axis of what it streams (e.g. a matrix-vector product): not this rule
     used_by_streamed = set().union(*[_region_vars(r) for r in streamed])
     candidates = [i for i in spatial[:-1] if iters[i].var not in used_by_streamed and int(iters[i].dom) > 1]
     t = max(candidates, key=lambda i: int(iters[i].dom)) if candidates else None
-
-    vi = _vector_tile(int(iters[v].dom), lanes)
-    rows = _accumulators(target)
-    ti = _divisor(int(iters[t].dom), [rows, rows // 2, 4, 2]) if t is not None else None
-    if vi is None:
+    n, m = int(iters[v].dom), int(iters[t].dom) if t is not None else 1
+    tile = _register_tile(n, m, lanes, _accumulators(target), _is_einsum(sch, main))
+    if tile is None:
         return False
-    v_o, v_i = sch.split(loops[v], [None, vi])
-    if ti is not None:
+    nv, vec, ti, pad_n, pad_m = tile
+    if pad_n > n or pad_m > m:
+        factors = [1] * len(iters)
+        factors[v] = pad_n if pad_n > n else 1
+        if t is not None and pad_m > m:
+            factors[t] = pad_m
+        sch.pad_einsum(main.block_rv, factors)
+    block = main.block_rv
+    loops = sch.get_loops(block)
+    v_o, v_n, v_l = sch.split(loops[v], [None, nv, vec])
+    if ti > 1:
         t_o, t_i = sch.split(loops[t], [None, ti])
-    outer = [loops[i] for i in spatial if i not in (v, t)]
-    order = outer + ([t_o] if ti else []) + [v_o] + [loops[i] for i in reduce] + ([t_i] if ti else []) + [v_i]
+    outer = [loops[i] for i in spatial if i != v and (i != t or ti == 1)]
+    red = [loops[i] for i in reduce]
+    blocked = []
+    kc = _divisor(_extent(sch, red[0]), [KC, KC // 2, KC * 2]) if len(red) == 1 else None
+    if kc is not None and _extent(sch, red[0]) > KC:
+        blocked = list(sch.split(red[0], [None, kc]))
+        red = blocked[1:]
+    par = outer + [v_o]
+    rows = [t_o] if ti > 1 else []
+    shared = math.prod(_extent(sch, lp) for lp in par)
+    if rows and shared < MIN_PARALLEL_TASKS:  # too few column panels to share out: split the row tiles too
+        e = _extent(sch, t_o)
+        tp = next((d for d in range(2, e + 1) if e % d == 0 and d * shared >= MIN_PARALLEL_TASKS), e)
+        if tp > 1:
+            t_p, t_o = sch.split(t_o, [tp, None])
+            par, rows = par + [t_p], [t_o]
+    order = par + blocked[:1] + rows + red + ([t_i] if ti > 1 else []) + [v_n, v_l]
     sch.reorder(*order)
-    par = outer + ([t_o] if ti else []) + [v_o]
     fused = sch.fuse(*par) if len(par) > 1 else par[0]
     if _iterations(sch, block) >= MIN_PARALLEL_WORK:
         sch.parallel(fused)
-    sch.vectorize(v_i)
-    if ti:
+    sch.vectorize(v_l)
+    sch.unroll(v_n)
+    if ti > 1:
         sch.unroll(t_i)
-    sch.decompose_reduction(block, loops[reduce[0]])
+    sch.decompose_reduction(block, (blocked[:1] + rows + red)[0])
     for info in normalize_prim_func(sch) or []:
         if info.name != main.name and not info.name.endswith("_init") and _elementwise(sch, info):
             _parallel_vectorize(sch, info, target)
     return True
+
+
+# reduction block of a matmul: the streamed panel (KC x tile width) should stay in L1
+KC = 256
+
+
+def _is_einsum(sch: s_tir.Schedule, info: SBlockInfo) -> bool:
+    """Whether every index of the block's accesses is one of its iteration variables or a constant
+    (what `pad_einsum` accepts; a convolution's ``h + kh`` is not)."""
+    stmt = sch.get(info.block_rv)
+    ivars = {it.var for it in info.iters}
+    for region in list(stmt.reads) + list(stmt.writes):
+        for r in region.region:
+            if not (isinstance(r.min, tirx.IntImm) or any(r.min.same_as(x) for x in ivars)):
+                return False
+    return True
+
+
+def _register_tile(n: int, m: int, lanes: int, accumulators: int,
+                   can_pad: bool) -> tuple[int, int, int, int, int] | None:
+    """(vectors per row, lanes per vector, rows, padded n, padded m) of the register tile over the
+    innermost output extent ``n`` and the row extent ``m``, or None.
+
+    Wide rows first (each broadcast row value feeds several vectors), ``rows * vectors`` about the
+    accumulator budget; with a single row, wider still. An ``n`` that no vector divides is padded
+    (``can_pad``) to a whole number of vectors when that wastes little, else served by a part-vector
+    tile (`_vector_tile`); an ``m`` that the row count does not divide is padded likewise, else the
+    row count shrinks to a divisor. Padding copies the operands along the padded dim, so it needs
+    enough of the other dim (`MIN_PAD_REUSE`) to pay for itself.
+    """
+    widths = (8, 4, 2, 1) if m == 1 else (4, 3, 2, 1)
+    nv, vec, pad_n = next((k for k in widths if n % (lanes * k) == 0), None), lanes, n
+    if nv is None and can_pad and n > lanes and m >= MIN_PAD_REUSE:
+        padded = {k: -(-n // (lanes * k)) * lanes * k for k in widths}
+        nv = next(k for k in widths if padded[k] <= n * 1.07 or k == 1)
+        pad_n = padded[nv]
+    if nv is None:
+        vec = _vector_tile(n, lanes)
+        if vec is None:
+            return None
+        nv = 1
+    rows = max(1, min(16, accumulators // nv))
+    if m <= rows:
+        return nv, vec, m, pad_n, m
+    if m % rows == 0:
+        return nv, vec, rows, pad_n, m
+    if can_pad and pad_n >= MIN_PAD_REUSE:
+        best = min(range(max(2, rows - 2), rows + 1), key=lambda r: (-(-m // r) * r, -r))
+        return nv, vec, best, pad_n, -(-m // best) * best
+    return nv, vec, next(r for r in range(rows, 0, -1) if m % r == 0), pad_n, m
+
+
+# padding one dim of a contraction copies the operand it indexes; only worth it when each copied
+# element then feeds at least this many products (the extent of the other output dim)
+MIN_PAD_REUSE = 32
 
 
 def _contiguous_in(region: tvm.ir.expr.TensorRegion, var: tirx.Var) -> bool:
@@ -313,13 +396,73 @@ def _reduces_innermost(sch: s_tir.Schedule, info: SBlockInfo) -> bool:
     return True
 
 
-def row_reduction(sch: s_tir.Schedule, target: Target) -> s_tir.Schedule | None:
-    """dlight's CPU reduction rule (softmax, layer_norm, ...) for reductions over the innermost dims;
-    returns its own schedule. (Over outer dims it would recompute each reduction per output row.)"""
+def row_reduction(sch: s_tir.Schedule, target: Target) -> bool | s_tir.Schedule | None:
+    """Reductions over the innermost dims with their elementwise neighbours (softmax, layer_norm,
+    RMSNorm): every block under one parallel loop over the rows, so a row stays in L1 from its first
+    pass to its last; each reduction split into vector-wide partial sums (`rfactor`) that run
+    vectorized, then summed across the lanes; elementwise blocks vectorized; epilogues (the user's
+    scale and shift) inlined. Where that does not apply, dlight's CPU reduction rule. (Over outer dims
+    either would recompute each reduction per output row: not this rule.)"""
     infos = normalize_prim_func(sch) or []
     if not all(_reduces_innermost(sch, b) for b in infos if b.is_reduction()):
         return None
-    return _ROW_REDUCTION.apply(sch.mod["main"], target, False)
+    original = sch.mod["main"]
+    try:
+        if _rows(sch, target):
+            return True
+    except Exception:  # noqa: BLE001 - a shape this rule does not cover
+        pass
+    return _ROW_REDUCTION.apply(original, target, False)
+
+
+def _rows(sch: s_tir.Schedule, target: Target) -> bool:
+    infos = normalize_prim_func(sch) or []
+    reductions = [b for b in infos if b.is_reduction()]
+    if not reductions:
+        return False
+    fed = {r.source for b in reductions for r in sch.get(b.block_rv).reads}
+    # a block that feeds a reduction keeps its buffer (a row of it): inlined, it would be recomputed
+    # by every consumer (softmax's exp by the sum and by the division)
+    keep = [b for b in infos if sch.get(b.block_rv).writes[0].source in fed]
+    infos = _inline_all(sch, keep=keep)
+    rows = min(len(b.dom_kind()) - len(b.dom_kind().lstrip("S")) for b in infos if b.is_reduction())
+    extents = [int(it.dom) for it in infos[-1].iters[:rows]]
+    if rows == 0 or any([int(it.dom) for it in b.iters[:rows]] != extents for b in infos):
+        return False
+    lanes = _lanes(target, "float32")
+    partials = []  # rfactor first: it wants the reduction's loops to lead their nest
+    for b in infos:
+        inner = sch.get_loops(b.block_rv)[rows:]
+        n = math.prod(_extent(sch, lp) for lp in inner)
+        vec = _divisor(n, [lanes * 4, lanes * 2, lanes]) if _write_dtype(sch, b.block_rv) == "float32" else None
+        if b.is_reduction() and vec is not None and vec < n:
+            k = sch.fuse(*inner) if len(inner) > 1 else inner[0]
+            partials.append(sch.rfactor(sch.split(k, [None, vec])[1], 0))  # rf[lane] over the row, then over the lanes
+    blocks = sch.get_child_blocks(sch.get_sblock("root"))
+    last = blocks[-1]
+    loops = sch.get_loops(last)
+    row = sch.fuse(*loops[:rows]) if rows > 1 else loops[0]
+    for b in reversed(blocks[:-1]):
+        sch.compute_at(b, row)
+    if _iterations(sch, last) >= MIN_PARALLEL_WORK:
+        sch.parallel(row)  # (before decompose_reduction, which leaves blocks parallel refuses)
+    for block in sch.get_child_blocks(row):
+        inner = sch.get_loops(block)[1:]
+        if not inner or sch.get(block).init is not None or _write_dtype(sch, block) != "float32":
+            continue
+        k = sch.fuse(*inner) if len(inner) > 1 else inner[0]
+        n = _extent(sch, k)
+        vec = _divisor(n, [lanes * 4, lanes * 2, lanes])
+        if vec is not None:
+            if vec < n:
+                k = sch.split(k, [None, vec])[1]
+            sch.vectorize(k)
+    for rf in partials:
+        k_i, k_o = sch.get_loops(rf)[-2:]  # compute_at made the loops in the rf block's iter order: lane first
+        sch.reorder(k_o, k_i)
+        sch.vectorize(k_i)
+        sch.vectorize(sch.get_loops(sch.decompose_reduction(rf, k_o))[-1])
+    return True
 
 
 def column_reduction(sch: s_tir.Schedule, target: Target) -> bool:

@@ -1,41 +1,97 @@
 """Schedule search for the tvm backend with TVM's MetaSchedule, driven by `nir tune`.
 
-    tune(program, target, work_dir="db/tvm/ab12", trials=256)     # MetaSchedule's JSON database there
+    tune(program, target, work_dir="db/tvm/ab12", seconds=300)    # a wall-clock budget, or trials=256
     build(program, target, tuning_db="db/tvm/ab12")                # applies it (no re-tuning)
     measure_remote(exe, inputs, "127.0.0.1:9190:cpu")              # time on a device of an RPC tracker
 
-The traps measured on these machines (see shared/notes/tvm-0.27-probe.md) shape it:
-- tasks exist only on the legalized, fused module (`relax.get_pipeline("zero")`);
-- the budget goes to the heavy tasks first (by estimated FLOPs), each with its own share, instead of
-  MetaSchedule's global budget being spent on tiny elementwise tasks;
-- on CPU fp32 the builder skips `import tvm.s_tir.tensor_intrin` (30-40 s per popen batch here, which
-  made builds time out); CUDA keeps TVM's default builder, which tensor-core schedules need.
+How the budget is spent: the program's tasks (its distinct fused PrimFuncs) are ranked by their share
+of the run time, measured by profiling the default-scheduled build per PrimFunc (estimated FLOPs when
+no profile is possible), and tuned one at a time, heaviest first, each with its share of the budget
+(time left over by a task that finishes early goes to the ones after it). A task that is done is
+written to ``work_dir/nir_tasks.json``, so a run that is interrupted and started again skips it.
+
+What made 64 trials take minutes here, and what this module does instead (measured in
+docs/tuning.md):
+- `TuneContext` imports ``tvm.s_tir.tensor_intrin``, which parses every tensor intrinsic of every
+  target with TVMScript; each parse walks the Python stack with `inspect.stack()`, slow with torch and
+  jax loaded (35 s alone, minutes under load). Only the host architecture's intrinsics are registered
+  for llvm (`register_tensor_intrinsics`); cuda registers them all.
+- `LocalBuilder` starts a new process pool for every batch of candidates (each worker imports tvm)
+  and runs ``import tvm.s_tir.tensor_intrin`` per build: `PoolBuilder` keeps one pool for the whole
+  run and builds with `fast_build` on CPUs.
+- MetaSchedule's ``work_dir/logs`` loggers are configured with `logging.config.dictConfig` for every
+  tuning call, which replaces the handlers of ``tvm.s_tir.meta_schedule`` by name and so fails on a
+  handler without one (issue 13, item 6): contexts here get nir's own logger instead, and nothing
+  reconfigures logging.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import importlib
+import importlib.util
+import json
+import logging
 import os
 import pathlib
+import platform
+import sys
 import tempfile
+import time
 import uuid
+from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import tvm
 from tvm import relax
+from tvm.ir.utils import derived_object
 from tvm.s_tir import meta_schedule as ms
+from tvm_ffi.structural import structural_hash
 
 from nir.backends import BackendError
 from nir.ir import Program
 from nir.target import Target, parse_target
 
-from .build import _to_tvm, tvm_target
-from .lower import lower_program
+from .build import relax_module, to_tvm, tvm_target
 
-__all__ = ["tune", "measure_remote", "heavy_tasks", "parse_rpc"]
+__all__ = ["tune", "measure_remote", "task_shares", "plan_tasks", "parse_rpc", "register_tensor_intrinsics",
+           "TaskPlan", "profile_primfuncs"]
 
 MIN_TRIALS_PER_TASK = 8
-MAX_TASKS = 6
+MIN_TASK_SECONDS = 20.0  # a task is worth tuning only with time for at least one batch of candidates
+COVERAGE = 0.99          # tune the heaviest tasks until they cover this share of the run time
+PROGRESS_FILE = "nir_tasks.json"
+
+_log = logging.getLogger("nir.tune.tvm")
+
+
+# ---------------------------------------------------------------------------------------------
+# start-up costs
+# ---------------------------------------------------------------------------------------------
+
+def register_tensor_intrinsics(target: Target) -> None:
+    """Register the tensor intrinsics MetaSchedule's rules for ``target`` name (x86 VNNI/AVX-512 dot
+    products on x86 CPUs, NEON/dotprod on Arm, all of them for cuda), without importing the rest of
+    ``tvm.s_tir.tensor_intrin``, whose CUDA intrinsics take half a minute to parse.
+    `TuneContext` imports the package; once it is in ``sys.modules`` that import does nothing."""
+    name = "tvm.s_tir.tensor_intrin"
+    if target.kind != "llvm":
+        importlib.import_module(name)
+        for sub in ("cuda", "arm_cpu", "x86", "rocm"):
+            importlib.import_module(f"{name}.{sub}")
+        return
+    if name not in sys.modules:
+        spec = importlib.util.find_spec(name)
+        if spec is None:  # pragma: no cover - a TVM without it: nothing to register
+            return
+        package = importlib.util.module_from_spec(spec)  # the package, without running its __init__
+        sys.modules[name] = package
+    machine = platform.machine().lower()
+    sub = "arm_cpu" if machine.startswith(("arm", "aarch64")) else "x86"
+    importlib.import_module(f"{name}.{sub}")
 
 
 def fast_build(mod: tvm.IRModule, target: tvm.target.Target, _params: Any) -> Any:
@@ -43,6 +99,231 @@ def fast_build(mod: tvm.IRModule, target: tvm.target.Target, _params: Any) -> An
     from tvm.driver import build as tvm_build
     from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
     return tvm_build(RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod), target=target)
+
+
+@derived_object
+class PoolBuilder(ms.builder.PyBuilder):
+    """MetaSchedule's local builder with one process pool for many batches (`LocalBuilder` starts a
+    pool per batch, and each worker imports tvm, seconds per batch here). The pool is restarted every
+    ``restart_every`` batches, since TVM reports that its workers leak memory over many uses."""
+
+    def __init__(self, f_build: Any, timeout_sec: float = 120.0, max_workers: int | None = None,
+                 restart_every: int = 20) -> None:
+        super().__init__()
+        from tvm.support.popen_pool import PopenPoolExecutor
+        self._executor = PopenPoolExecutor
+        self.f_build, self.timeout_sec, self.restart_every = f_build, timeout_sec, restart_every
+        self.max_workers = max_workers or max(1, len(os.sched_getaffinity(0)))
+        self._pool: Any = None
+        self._batches = 0
+
+    def _get_pool(self) -> Any:
+        if self._pool is None or self._batches >= self.restart_every:
+            self.close()
+            self._pool = self._executor(max_workers=self.max_workers, timeout=self.timeout_sec)
+            self._batches = 0
+        self._batches += 1
+        return self._pool
+
+    def close(self) -> None:
+        """Stop the worker processes."""
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+    def build(self, build_inputs: list[Any]) -> list[Any]:
+        from tvm.s_tir.meta_schedule.builder.local_builder import _worker_func
+        from tvm.support.popen_pool import StatusKind
+        args = [(self.f_build, None, b.mod, b.target, None) for b in build_inputs]
+        results = []
+        for r in self._get_pool().map_with_error_catching(lambda a: _worker_func(*a), args):
+            if r.status == StatusKind.COMPLETE:
+                results.append(ms.builder.BuilderResult(r.value, None))
+            elif r.status == StatusKind.TIMEOUT:
+                results.append(ms.builder.BuilderResult(None, f"build timed out after {self.timeout_sec} s"))
+            else:
+                results.append(ms.builder.BuilderResult(None, f"build failed: {r.value}"))
+        return results
+
+
+# ---------------------------------------------------------------------------------------------
+# where the run time goes
+# ---------------------------------------------------------------------------------------------
+
+def profile_primfuncs(executable: Any, inputs: Sequence[np.ndarray], runs: int = 3) -> dict[str, tuple[float, int]]:
+    """``{PrimFunc name: (seconds per run, calls per run)}`` of a built `TVMExecutable`, timed by the
+    Relax VM's instrumentation hook around each call."""
+    vm = relax.VirtualMachine(executable.library, executable.device)
+    args = [to_tvm(a, s, i, executable.device) for i, (a, s) in enumerate(zip(inputs, executable.inputs))]
+    total: dict[str, float] = defaultdict(float)
+    calls: dict[str, int] = defaultdict(int)
+    started: list[float] = []
+
+    def instrument(func: Any, symbol: str, before: bool, ret: Any, *a: Any) -> int:
+        if before:
+            started.append(time.perf_counter())
+        else:
+            total[str(symbol)] += time.perf_counter() - started.pop()
+            calls[str(symbol)] += 1
+        return 0
+
+    vm["main"](*args)  # warm-up, uninstrumented
+    vm.set_instrument(instrument)
+    for _ in range(runs):
+        vm["main"](*args)
+    return {k: (v / runs, calls[k] // runs) for k, v in total.items()}
+
+
+def task_shares(tasks: Sequence[Any], profile: dict[str, tuple[float, int]] | None = None) -> tuple[list[float], str]:
+    """Each task's estimated share of the program's run time, and how it was estimated: from a
+    `profile_primfuncs` profile (time per call x how many PrimFuncs the task stands for), or, when
+    there is none or it misses tasks holding most of the work, from estimated FLOPs x weight."""
+    from tvm.s_tir.analysis import estimate_tir_flops
+    flops = []
+    for t in tasks:
+        try:
+            flops.append(float(estimate_tir_flops(t.dispatched[0])) * t.weight)
+        except Exception:  # noqa: BLE001 - an unanalysable task counts as light
+            flops.append(0.0)
+    if profile:
+        times = []
+        for t in tasks:
+            secs, n = profile.get(t.task_name, (0.0, 0))
+            times.append(secs / max(n, 1) * t.weight)
+        covered = sum(f for f, s in zip(flops, times) if s > 0)
+        if sum(times) > 0 and covered >= 0.5 * sum(flops):
+            total = sum(times)
+            return [s / total for s in times], "profile"
+    total = sum(flops) or 1.0
+    return [f / total for f in flops], "flops"
+
+
+@dataclass(frozen=True)
+class TaskPlan:
+    """Which tasks to tune (indices, heaviest first) and each one's share of the budget."""
+
+    order: tuple[int, ...]
+    fractions: tuple[float, ...]
+
+
+def plan_tasks(shares: Sequence[float], *, trials: int | None = None, seconds: float | None = None) -> TaskPlan:
+    """The heaviest tasks covering `COVERAGE` of the run time, as many as the budget gives a useful
+    amount to (`MIN_TASK_SECONDS` or `MIN_TRIALS_PER_TASK` each), with budget fractions proportional to
+    their shares."""
+    ranked = sorted(range(len(shares)), key=lambda i: -shares[i])
+    limit = len(ranked)
+    if seconds is not None:
+        limit = max(1, int(seconds // MIN_TASK_SECONDS))
+    elif trials is not None:
+        limit = max(1, trials // MIN_TRIALS_PER_TASK)
+    chosen, covered = [], 0.0
+    total = sum(shares) or 1.0
+    for i in ranked:
+        if len(chosen) >= limit or (chosen and covered >= COVERAGE * total):
+            break
+        chosen.append(i)
+        covered += shares[i]
+    weight = sum(shares[i] for i in chosen) or 1.0
+    return TaskPlan(tuple(chosen), tuple((shares[i] / weight if weight else 1 / len(chosen)) for i in chosen))
+
+
+# ---------------------------------------------------------------------------------------------
+# one task at a time, under a deadline
+# ---------------------------------------------------------------------------------------------
+
+@derived_object
+class _DeadlineScheduler(ms.task_scheduler.PyTaskScheduler):
+    """Runs the single task it is given until its search ends, its trial cap is reached, or the next
+    batch would end well after ``deadline`` (time.monotonic())."""
+
+    def __init__(self, deadline: float | None) -> None:
+        super().__init__()
+        self.deadline = deadline
+        self._sent_at: float | None = None
+        self._batch_s = 0.0
+
+    def next_task_id(self) -> int:
+        sched = self._outer()  # type: ignore[attr-defined]
+        task = sched.tasks_[0]
+        if self._sent_at is not None and not task.is_terminated and task.runner_futures is not None:
+            sched.join_running_task(0)
+            self._batch_s = time.monotonic() - self._sent_at
+        self._sent_at = None
+        if task.is_terminated:
+            return -1
+        if self.deadline is not None and time.monotonic() + 0.5 * self._batch_s > self.deadline:
+            return -1
+        self._sent_at = time.monotonic()
+        return 0
+
+
+@derived_object
+class _Progress(ms.measure_callback.PyMeasureCallback):
+    """Counts trials and keeps the best measured time of the task being tuned."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trials, self.errors, self.best_s = 0, 0, float("inf")
+
+    def apply(self, task_scheduler: Any, task_id: int, measure_candidates: Any, builder_results: Any,
+              runner_results: Any) -> None:
+        for res in runner_results:
+            self.trials += 1
+            if res.error_msg is not None or not res.run_secs:
+                self.errors += 1
+                continue
+            self.best_s = min(self.best_s, float(np.median([float(s) for s in res.run_secs])))
+
+
+def _task_logger(work_dir: pathlib.Path, name: str) -> logging.Logger:
+    """A logger for one task's MetaSchedule messages: warnings to the console; everything to
+    ``work_dir/logs/<task>.log`` when NIR_DEBUG is set."""
+    logger = logging.getLogger(f"nir.tune.tvm.task.{name[:100]}")
+    if os.environ.get("NIR_DEBUG") and not logger.handlers:
+        (work_dir / "logs").mkdir(exist_ok=True)
+        handler = logging.FileHandler(work_dir / "logs" / f"{name[:100]}.log")
+        handler.setFormatter(logging.Formatter("%(asctime)s [%(levelname)s] %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG)
+    elif not os.environ.get("NIR_DEBUG"):
+        logger.setLevel(logging.WARNING)
+    return logger
+
+
+class _Done:
+    """``work_dir/nir_tasks.json``: the tasks finished so far, by workload hash, with what they got."""
+
+    def __init__(self, work_dir: pathlib.Path) -> None:
+        self.path = work_dir / PROGRESS_FILE
+
+    def read(self) -> dict[str, dict[str, Any]]:
+        try:
+            data = json.loads(self.path.read_text())
+            return data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def mark(self, key: str, entry: dict[str, Any]) -> None:
+        from nir.tune.database import write_atomic
+        with open(self.path.with_suffix(".lock"), "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                data = self.read()
+                data[key] = entry
+                write_atomic(self.path, json.dumps(data, indent=1, sort_keys=True))
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _runner(rpc: str | None) -> Any:
+    config = ms.runner.EvaluatorConfig(number=3, repeat=1, min_repeat_ms=50)
+    if rpc is None:
+        return ms.runner.LocalRunner(evaluator_config=config)
+    host, port, key = parse_rpc(rpc)
+    return ms.runner.RPCRunner(
+        rpc_config=ms.runner.RPCConfig(tracker_host=host, tracker_port=port, tracker_key=key,
+                                       session_timeout_sec=120),
+        evaluator_config=config, max_workers=1)
 
 
 def parse_rpc(rpc: str) -> tuple[str, int, str]:
@@ -53,73 +334,133 @@ def parse_rpc(rpc: str) -> tuple[str, int, str]:
     return parts[0], int(parts[1]), parts[2]
 
 
-def heavy_tasks(tasks: Sequence[Any]) -> list[Any]:
-    """Tasks worth tuning, heaviest first: by estimated FLOPs times how often each runs, keeping tasks
-    until 99% of the work is covered (at most MAX_TASKS)."""
-    from tvm.s_tir.analysis import estimate_tir_flops
-    work = []
-    for t in tasks:
-        try:
-            flops = float(estimate_tir_flops(t.dispatched[0]))
-        except Exception:  # noqa: BLE001 - an unanalysable task counts as light
-            flops = 0.0
-        work.append((flops * t.weight, t))
-    work.sort(key=lambda w: -w[0])
-    total = sum(w for w, _ in work) or 1.0
-    chosen, covered = [], 0.0
-    for w, t in work:
-        if len(chosen) >= MAX_TASKS or (covered >= 0.99 * total and chosen):
-            break
-        chosen.append(t)
-        covered += w
-    return chosen
+@contextlib.contextmanager
+def _quiet_metaschedule() -> Any:
+    """MetaSchedule's scheduler prints a table per batch at INFO: keep it to warnings unless NIR_DEBUG."""
+    logger = logging.getLogger("tvm.s_tir.meta_schedule")
+    old = logger.level
+    if not os.environ.get("NIR_DEBUG"):
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(old)
 
 
-def _runner(rpc: str | None) -> Any:
-    if rpc is None:
-        return ms.runner.LocalRunner(evaluator_config=ms.runner.EvaluatorConfig(number=3, repeat=1))
-    host, port, key = parse_rpc(rpc)
-    return ms.runner.RPCRunner(
-        rpc_config=ms.runner.RPCConfig(tracker_host=host, tracker_port=port, tracker_key=key,
-                                       session_timeout_sec=120),
-        evaluator_config=ms.runner.EvaluatorConfig(number=3, repeat=1), max_workers=1)
+def tune(program: Program, target: Target | str, *, work_dir: str | os.PathLike, trials: int | None = 64,
+         seconds: float | None = None, rpc: str | None = None, seed: int = 0,
+         inputs: Sequence[np.ndarray] | None = None, executable: Any = None,
+         log: Callable[[str], None] = lambda msg: None) -> dict[str, Any]:
+    """Search schedules for ``program``'s tasks with MetaSchedule into the JSON database in ``work_dir``.
 
-
-def tune(program: Program, target: Target | str, *, work_dir: str | os.PathLike, trials: int,
-         rpc: str | None = None, seed: int = 0, log: Callable[[str], None] = lambda msg: None) -> int:
-    """Search schedules for ``program``'s heavy PrimFuncs with MetaSchedule, storing the results in the
-    JSON database in ``work_dir``; returns how many tasks were tuned. ``trials`` is the total budget,
-    split over the heavy tasks (at least MIN_TRIALS_PER_TASK each)."""
-    import logging
-    ms_logger = logging.getLogger("tvm.s_tir.meta_schedule")
-    if not os.environ.get("NIR_DEBUG"):  # MetaSchedule's per-round tables go to work_dir/logs, not the console
-        ms_logger.setLevel(logging.WARNING)
-    for h in list(ms_logger.handlers):  # MetaSchedule re-lists its logger's handlers by name when it
-        if h.get_name() is None:        # configures logging again, and crashes on an unnamed one
-            ms_logger.removeHandler(h)
+    Budget: ``seconds`` of wall-clock time, or ``trials`` measured candidates in all (``seconds`` wins
+    when both are given), split over the tasks by their share of the run time. ``executable`` (a
+    default-scheduled build of ``program``) and ``inputs`` let the shares come from a profile; without
+    them they come from estimated FLOPs. Tasks finished by an earlier run with at least this run's share
+    are skipped. Returns a summary: tasks tuned and skipped, trials, seconds."""
+    start = time.monotonic()
+    work_dir = pathlib.Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
     target = parse_target(target)
     ttarget = tvm_target(target)
+    register_tensor_intrinsics(target)
     with ttarget:
-        legal = relax.get_pipeline("zero")(lower_program(program))
-    tasks = heavy_tasks(ms.relax_integration.extract_tasks(legal, ttarget))
+        legal = relax.get_pipeline("zero")(relax_module(program, target))  # as build() lowers it
+    tasks = [t for t in ms.relax_integration.extract_tasks(legal, ttarget)
+             if not t.mod.attrs.get("tirx.is_scheduled", False)]
+    summary: dict[str, Any] = {"tasks": len(tasks), "tuned": 0, "skipped": 0, "trials": 0, "estimate": None}
     if not tasks:
         log("[tvm] no tunable tasks")
-        return 0
-    per_task = max(trials // len(tasks), MIN_TRIALS_PER_TASK)
-    log(f"[tvm] tuning {len(tasks)} tasks ({', '.join(t.task_name for t in tasks)}), {per_task} trials each")
-    contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(tasks, str(work_dir), seed=seed)
-    builder = ms.builder.LocalBuilder(f_build=fast_build if target.kind == "llvm" else "s_tir.meta_schedule"
-                                      ".builder.default_build", timeout_sec=120)
-    ms.tune.tune_tasks(tasks=contexts, task_weights=weights, work_dir=str(work_dir),
-                       max_trials_global=per_task * len(tasks), max_trials_per_task=per_task,
-                       num_trials_per_iter=min(32, per_task), builder=builder, runner=_runner(rpc))
-    return len(tasks)
+        return summary
+    profile = None
+    if executable is not None and inputs is not None:
+        try:
+            profile = profile_primfuncs(executable, inputs)
+        except Exception as e:  # noqa: BLE001 - the FLOPs estimate still works
+            log(f"[tvm] profiling failed ({type(e).__name__}: {e}); estimating the tasks' shares from FLOPs")
+    shares, summary["estimate"] = task_shares(tasks, profile)
+    budget_s = None if seconds is None else max(0.0, seconds - (time.monotonic() - start))
+    plan = plan_tasks(shares, trials=None if budget_s is not None else trials, seconds=budget_s)
+    covered = sum(shares[i] for i in plan.order)
+    log(f"[tvm] {len(tasks)} tasks; tuning {len(plan.order)} covering {covered:.0%} of the run time "
+        f"(shares from {summary['estimate']}); budget "
+        + (f"{budget_s:.0f} s" if budget_s is not None else f"{trials} trials"))
+    done = _Done(work_dir)
+    finished = done.read()
+    database = ms.database.JSONDatabase(work_dir=str(work_dir))
+    cost_model = ms.cost_model.XGBModel(num_tuning_cores=max(1, len(os.sched_getaffinity(0))))
+    builder = PoolBuilder(fast_build if target.kind == "llvm" else "s_tir.meta_schedule.builder.default_build")
+    runner = _runner(rpc)
+    deadline = None if budget_s is None else time.monotonic() + budget_s
+    try:
+        with _quiet_metaschedule():
+            for n, (i, frac) in enumerate(zip(plan.order, plan.fractions), 1):
+                task = tasks[i]
+                key = str(structural_hash(task.dispatched[0]))
+                cap = 10_000 if budget_s is not None else max(MIN_TRIALS_PER_TASK, round((trials or 0) * frac))
+                head = f"[tvm] task {n}/{len(plan.order)} {task.task_name} ({shares[i]:.1%} of run time)"
+                if _finished(finished.get(key), None if budget_s is None else budget_s * frac, cap):
+                    log(f"{head}: done in an earlier run ({finished[key].get('trials')} trials), skipped")
+                    summary["skipped"] += 1
+                    continue
+                task_s = None
+                if deadline is not None:  # this task's share of what is left (early finishers leave more)
+                    left = deadline - time.monotonic()
+                    task_s = left * frac / (sum(plan.fractions[n - 1:]) or 1.0)
+                    if task_s < MIN_TASK_SECONDS / 2:
+                        log(f"{head}: out of time, not tuned")
+                        continue
+                log(f"{head}: " + (f"{task_s:.0f} s" if task_s is not None else f"{cap} trials"))
+                t0 = time.monotonic()
+                progress = _run_task(task, work_dir, seed + i, cap, task_s, builder, runner, database, cost_model)
+                used = time.monotonic() - t0
+                exhausted = progress.trials < cap and (task_s is None or used < 0.8 * task_s)
+                done.mark(key, {"name": task.task_name, "trials": progress.trials, "seconds": round(used, 1),
+                                "best_us": None if progress.best_s == float("inf") else progress.best_s * 1e6,
+                                "exhausted": exhausted})
+                summary["tuned"] += 1
+                summary["trials"] += progress.trials
+                best = ("no valid candidate" if progress.best_s == float("inf")
+                        else f"best {progress.best_s * 1e6:.1f} us")
+                log(f"{head}: {progress.trials} trials in {used:.0f} s, {best}")
+    finally:
+        builder.close()
+    summary["seconds"] = round(time.monotonic() - start, 1)
+    return summary
+
+
+def _finished(old: dict[str, Any] | None, planned_s: float | None, cap: int) -> bool:
+    """Whether an earlier run's entry for a task covers this run's budget for it."""
+    if old is None:
+        return False
+    if old.get("exhausted"):
+        return True
+    if planned_s is not None:
+        return old.get("seconds", 0) >= 0.8 * planned_s
+    return old.get("trials", 0) >= cap
+
+
+def _run_task(task: Any, work_dir: pathlib.Path, seed: int, cap: int, seconds: float | None,
+              builder: Any, runner: Any, database: Any, cost_model: Any) -> _Progress:
+    context = ms.TuneContext(mod=task.dispatched[0], target=task.target, space_generator="post-order-apply",
+                             search_strategy="evolutionary", task_name=task.task_name,
+                             logger=_task_logger(work_dir, task.task_name), rand_state=seed,
+                             num_threads="physical").clone()
+    progress = _Progress()
+    deadline = None if seconds is None else time.monotonic() + seconds
+    per_iter = min(32, cap) if seconds is None or seconds >= 60 else 16
+    _DeadlineScheduler(deadline).tune(
+        tasks=[context], task_weights=[float(task.weight)], max_trials_global=cap, max_trials_per_task=cap,
+        num_trials_per_iter=per_iter, builder=builder, runner=runner,
+        measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), progress],
+        database=database, cost_model=cost_model)
+    return progress
 
 
 def measure_remote(executable: Any, inputs: Sequence[np.ndarray], rpc: str, number: int = 10,
                    repeat: int = 5) -> Any:
     """Time ``executable`` on a device of the RPC tracker ``HOST:PORT:KEY``: the library is exported
-    here, uploaded, and timed there by TVM's time_evaluator."""
+    here, uploaded, and timed there by TVM's time_evaluator (synchronous: the device is waited for)."""
     from tvm import rpc as tvm_rpc
 
     from nir.tune.measure import Timing
@@ -131,9 +472,7 @@ def measure_remote(executable: Any, inputs: Sequence[np.ndarray], rpc: str, numb
         remote.upload(str(pathlib.Path(d) / name))
     dev = remote.cuda() if executable.target.kind == "cuda" else remote.cpu()
     vm = relax.VirtualMachine(remote.load_module(name), dev)
-    args = [_to_tvm(a, s, i, tvm.cpu()) for i, (a, s) in enumerate(zip(inputs, executable.inputs))]
+    args = [to_tvm(a, s, i, tvm.cpu()) for i, (a, s) in enumerate(zip(inputs, executable.inputs))]
     args = [tvm.runtime.tensor(a.numpy(), dev) for a in args]
     res = vm.time_evaluator("main", dev, number=number, repeat=repeat)(*args)
-    times = sorted(float(r) * 1e3 for r in res.results)
-    q = np.percentile(times, [25, 75])
-    return Timing(float(np.median(times)), times[0], float(q[0]), float(q[1]), len(times))
+    return Timing.of([float(r) * 1e3 for r in res.results])

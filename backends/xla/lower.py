@@ -122,7 +122,11 @@ def _elementwise(fn: Callable[..., jax.Array]) -> Lowering:
 
 
 def _cast(args, ins, out, *, dtype: str):
-    return lax.convert_element_type(args[0], numpy_dtype(dtype)), ins[0].physical_order
+    x = args[0]
+    if x.dtype == jnp.bool_ and jnp.issubdtype(numpy_dtype(dtype), jnp.floating):
+        # through int8: XLA rewrites convert(bool) / y as select(bool, 1 / y, 0), which gives 0 for 0 / 0
+        x = lax.convert_element_type(x, jnp.int8)
+    return lax.convert_element_type(x, numpy_dtype(dtype)), ins[0].physical_order
 
 
 # ----------------------------------------------------------------------------------------------
@@ -212,6 +216,9 @@ def _conv2d(args, ins, out, *, channels: str, out_channels: str, spatial: Sequen
     """lax.conv_general_dilated with dimension numbers taken from the names, so NCHW, NHWC and any
     other physical order run without transposes. Zero or several batch dims are merged into one."""
     (x, w), (px, pw) = args, (ins[0].physical_order, ins[1].physical_order)
+    if groups > 1 and w.shape[pw.index(channels)] * w.shape[pw.index(spatial[0])] * w.shape[pw.index(spatial[1])] \
+            <= MAX_TAPS:
+        return _grouped_taps(x, w, px, pw, out, channels, out_channels, spatial, stride, padding, dilation, groups)
     batch = [n for n in px if n != channels and n not in spatial]
     if len(batch) == 1:
         lhs, b, out_order = px, batch[0], out.physical_order
@@ -232,6 +239,48 @@ def _conv2d(args, ins, out, *, channels: str, out_channels: str, spatial: Sequen
         y = y.reshape((*[out.type.size(n) for n in batch], *y.shape[1:]))
         out_order = (*batch, *out_order[1:])
     return y, out_order
+
+
+def _grouped_taps(x: jax.Array, w: jax.Array, px: Order, pw: Order, out: Value, channels: str, out_channels: str,
+                  spatial: Sequence[str], stride, padding, dilation, groups: int) -> tuple[jax.Array, Order]:
+    """A grouped convolution with few input channels per group (depthwise: one, as in MobileNet's and
+    EfficientNet's 3x3 and 5x5 layers) as a sum over the kernel taps and in-group channels of strided
+    slices of the padded input, each times one weight per output channel. XLA fuses the sum into one
+    loop; XLA:CPU's own grouped convolution runs these 4-35x slower (docs/performance.md). Works in
+    ``x``'s physical order, whatever it is."""
+    y = _widen(x)
+    c = px.index(channels)
+    per_group = y.shape[c] // groups  # input channels per group
+    multiplier = out.type.size(out_channels) // groups  # output channels per group
+    pads = [(0, 0, 0)] * y.ndim
+    for s, p in zip(spatial, padding):
+        pads[px.index(s)] = (p, p, 0)
+    y = lax.pad(y, jnp.array(0, y.dtype), pads)
+    taps = transpose(_widen(w), pw, (*spatial, channels, out_channels))  # {KH, KW, C per group, O}
+    per_channel = [out.type.size(out_channels) if i == c else 1 for i in range(y.ndim)]
+    acc = None
+    for ci in range(per_group):
+        start, limit, strides = [0] * y.ndim, list(y.shape), [1] * y.ndim
+        start[c], strides[c] = ci, per_group  # input channel ci of every group
+        yc = lax.slice(y, start, limit, strides)
+        if multiplier > 1:  # output channel o of group g reads group g's channels
+            yc = jnp.repeat(yc, multiplier, axis=c)
+        for kh in range(taps.shape[0]):
+            for kw in range(taps.shape[1]):
+                start, limit, strides = [0] * y.ndim, list(yc.shape), [1] * y.ndim
+                for s, k, st, d in zip(spatial, (kh, kw), stride, dilation):
+                    ax = px.index(s)
+                    start[ax] = k * d
+                    limit[ax] = start[ax] + st * (out.type.size(s) - 1) + 1
+                    strides[ax] = st
+                term = lax.slice(yc, start, limit, strides) * taps[kh, kw, ci].reshape(per_channel)
+                acc = term if acc is None else acc + term
+    return acc.astype(x.dtype), tuple(out_channels if n == channels else n for n in px)
+
+
+# a grouped convolution becomes taps (`_grouped_taps`) up to this many products per output element;
+# beyond, XLA's convolution wins (64 input channels per group: 17x slower as taps)
+MAX_TAPS = 128
 
 
 def _pool2d(args, ins, out, *, kind: str, kernel, stride, padding, spatial: Sequence[str]):
@@ -320,6 +369,22 @@ def _gather(args, ins, out, *, dim: str):
     return (y, order) if dim in pi else (y[..., 0], pi)
 
 
+def _pad(args, ins, out, *, pads, value: float):
+    (x,), order = args, ins[0].physical_order
+    config = [(0, 0, 0)] * x.ndim
+    for dim, low, high, interior in pads:
+        config[order.index(dim)] = (low, high, interior)
+    return lax.pad(x, jnp.array(value, x.dtype), config), order
+
+
+def _scatter_add(args, ins, out, *, dim: str):
+    """``x.at[..., idx, ...].add(updates)``: duplicate indices add up; negative ones count from the end."""
+    (x, idx, updates), (px, pi, pu) = args, (ins[0].physical_order, ins[1].physical_order, ins[2].physical_order)
+    ax = px.index(dim)
+    u = transpose(updates, pu, (*px[:ax], *pi, *px[ax + 1:]))
+    return x.at[(slice(None),) * ax + (idx,)].add(u), px
+
+
 # ----------------------------------------------------------------------------------------------
 # cumulative
 # ----------------------------------------------------------------------------------------------
@@ -382,6 +447,7 @@ LOWERINGS: dict[str, Lowering] = {
     "gather": _gather,
     "cumsum": _cumulative(lax.cumsum), "cumprod": _cumulative(lax.cumprod),
     "scan": _scan, "cond": _cond,
+    "pad": _pad, "scatter_add": _scatter_add,
 }
 _PRECISION_AWARE = {"contract", "conv2d", "scan", "cond"}
 

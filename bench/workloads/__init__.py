@@ -1,18 +1,19 @@
 """The benchmark workloads, by name: ``WORKLOADS["attention"].make_inputs("small", seed=0)``.
 
 Families: ``seed`` (per-channel normalize, NCHW and NHWC), ``cnn`` (LeNet-5, a 3x3 conv layer), ``mlp``,
-``transformer`` (an attention block), ``normalization`` (layer norm, softmax) and ``rnn``; and ``zoo``
-(torchvision and Hugging Face models through `nir.from_torch`), which runs only when asked for.
+``transformer`` (an attention block), ``normalization`` (layer norm, softmax), ``rnn``, ``training`` (train
+steps: gradients and an optimizer update); and ``zoo`` (torchvision and Hugging Face models through
+`nir.from_torch`), which runs only when asked for.
 """
 
 from __future__ import annotations
 
-from . import attention, conv, lenet, mlp, norm, rnn, seed, zoo
+from . import attention, conv, lenet, mlp, norm, rnn, seed, train, zoo
 from .base import SIZES, Workload
 
 __all__ = ["WORKLOADS", "FAMILIES", "SIZES", "Workload", "select"]
 
-WORKLOADS: dict[str, Workload] = {w.name: w for mod in (seed, lenet, conv, mlp, attention, norm, rnn, zoo)
+WORKLOADS: dict[str, Workload] = {w.name: w for mod in (seed, lenet, conv, mlp, attention, norm, rnn, train, zoo)
                                   for w in mod.WORKLOADS}
 FAMILIES: tuple[str, ...] = tuple(dict.fromkeys(w.family for w in WORKLOADS.values()))
 

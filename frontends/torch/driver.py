@@ -94,9 +94,11 @@ def _convert_node(node: Node, env: Mapping[Node, Any]) -> Any:
 
 
 def _replay(ep: ExportedProgram, constants: Mapping[str, NamedTensor], state: _State,
-            name: str) -> Callable[..., Any]:
+            name: str, trainable: Mapping[str, str] | None = None) -> Callable[..., Any]:
     """A function over NamedTensors that replays ``ep``'s graph with the converters: traced by `nir.trace`
-    it records a nir program; with a dynamic batch it replays for any batch size."""
+    it records a nir program; with a dynamic batch it replays for any batch size. With ``trainable``
+    (placeholder -> parameter path) it is a function of ``(params, *inputs)`` that takes those
+    parameters from the dict ``params`` instead of the constants."""
     graph = ep.graph
     user_inputs = [s.arg.name for s in ep.graph_signature.input_specs if s.kind == InputKind.USER_INPUT]
     output_kinds = [s.kind for s in ep.graph_signature.output_specs]
@@ -104,6 +106,12 @@ def _replay(ep: ExportedProgram, constants: Mapping[str, NamedTensor], state: _S
     marks = head_dims(ep)
 
     def run(*inputs: NamedTensor) -> Any:
+        params: Mapping[str, NamedTensor] = {}
+        if trainable is not None:
+            if not inputs or not isinstance(inputs[0], Mapping):
+                raise TypeError(f"{name} was converted with params='inputs': call it as f(params, *inputs) with "
+                                "params a dict of parameter path -> NamedTensor (start from the result's .params)")
+            params, inputs = _checked_params(inputs[0], trainable, constants, name), inputs[1:]
         if len(inputs) != len(user_inputs):
             raise TypeError(f"{name} takes {len(user_inputs)} inputs ({', '.join(user_inputs)}), got {len(inputs)}")
         token = _STATE.set(dataclasses.replace(state, factors={}))
@@ -115,6 +123,9 @@ def _replay(ep: ExportedProgram, constants: Mapping[str, NamedTensor], state: _S
                 if node.op == "placeholder":
                     if node.name in given:
                         env[node] = given[node.name]
+                    elif trainable is not None and node.name in trainable:  # (a tied weight: renamed per use)
+                        got = params[trainable[node.name]]
+                        env[node] = _rename_ir(got, dict(zip(got.type.names, constants[node.name].type.names)))
                     elif node.users:  # lifted once, here: one named constant per parameter
                         c = constants[node.name]
                         env[node] = tr.lift(c) if tr is not None else c
@@ -139,6 +150,36 @@ def _replay(ep: ExportedProgram, constants: Mapping[str, NamedTensor], state: _S
     return run
 
 
+def _trainable(ep: ExportedProgram) -> dict[str, str]:
+    """Parameter placeholder -> parameter path; a weight tied to another (GPT-2's lm_head to its token
+    embedding) maps to the first path, as ``named_parameters()`` lists it, so its gradient sums both uses."""
+    first: dict[int, str] = {}
+    out = {}
+    for s in ep.graph_signature.input_specs:
+        if s.kind == InputKind.PARAMETER:
+            out[s.arg.name] = first.setdefault(id(ep.state_dict[s.target]), s.target)
+    return out
+
+
+def _checked_params(params: Mapping[str, Any], trainable: Mapping[str, str], constants: Mapping[str, NamedTensor],
+                    name: str) -> Mapping[str, NamedTensor]:
+    """``params`` when it holds every trainable parameter with the names and shape it was converted with."""
+    want: dict[str, NamedTensor] = {}
+    for node, path in trainable.items():
+        want.setdefault(path, constants[node])
+    missing, extra = sorted(set(want) - set(params)), sorted(set(params) - set(want))
+    if missing or extra:
+        raise KeyError(f"{name}: params must hold exactly the model's parameters; missing {missing}, unexpected "
+                       f"{extra} (start from the converted model's .params)")
+    for path, t in want.items():
+        got = params[path]
+        if not isinstance(got, NamedTensor) or got.names != t.names or got.shape != t.shape or got.dtype != t.dtype:
+            shown = got.type.pretty() if isinstance(got, NamedTensor) else type(got).__name__
+            raise NamedShapeError(f"{name}: parameter {path!r} is {shown}, but the model was converted with "
+                                  f"{t.type.pretty()} {t.dtype}; pass tensors with the names of .params[{path!r}]")
+    return params
+
+
 # ------------------------------------------------------------------------------------------------
 # from_torch
 # ------------------------------------------------------------------------------------------------
@@ -148,11 +189,14 @@ class TorchTraced(Traced):
     """A torch program converted to nir: a `nir.Traced` (``program``, ``structure``) that `nir.compile`
     takes as it is, plus ``exported`` (the ``torch.export.ExportedProgram``), ``function`` (the converted
     program as a Python function over NamedTensors: with ``dynamic_batch=True``, ``nir.compile(t.function)``
-    serves any batch size) and ``param_names`` (parameter -> the dim names its constant got)."""
+    serves any batch size), ``param_names`` (parameter -> the dim names its constant got) and, converted with
+    ``params="inputs"``, ``params`` (parameter path -> its current value, named: what ``function(params,
+    *inputs)`` and the program take first)."""
 
     exported: Any = field(repr=False, compare=False, default=None)
     function: Callable[..., Any] = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
     param_names: Mapping[str, tuple[str | None, ...]] = field(repr=False, compare=False, default_factory=dict)
+    params: Mapping[str, NamedTensor] = field(repr=False, compare=False, default_factory=dict)
 
 
 class _Function(torch.nn.Module):
@@ -290,7 +334,8 @@ def _check_supported(ep: ExportedProgram) -> None:
 
 
 def from_torch(module_or_fn: Any, example_inputs: Any = None, names: Mapping[str | int, Names] | Names | None = None,
-               *, param_names: Mapping[str, Names] | None = None, dynamic_batch: bool = False) -> TorchTraced:
+               *, param_names: Mapping[str, Names] | None = None, dynamic_batch: bool = False,
+               params: str = "constants") -> TorchTraced:
     """Convert a ``torch.nn.Module`` (or a function of tensors, or a ``torch.export.ExportedProgram``) into a
     named nir program, ready for ``nir.compile(result, target=..., backend=...)``.
 
@@ -300,7 +345,11 @@ def from_torch(module_or_fn: Any, example_inputs: Any = None, names: Mapping[str
     conflicts among them raise `TorchNameError` naming the module. ``param_names``: dim names for
     parameters and buffers by path, e.g. ``{"fc1.weight": ("hidden", "features")}``; the defaults name dims
     after layer and role (`default_param_names`). ``dynamic_batch``: export with a symbolic batch (dim 0 of
-    every input), so that ``result.function`` converts again for any batch size.
+    every input), so that ``result.function`` converts again for any batch size. ``params``: ``"constants"``
+    (the weights are baked into the program) or ``"inputs"``: the program and ``result.function`` take
+    ``(params, *inputs)``, with ``params`` a dict of parameter path -> NamedTensor (``result.params`` holds
+    the model's current values with their dim names), so the model can be trained with `nir.grad` and
+    `nir.optim` (buffers, such as batch-norm statistics, stay constants).
 
     The model is exported in eval mode under no_grad (its training flag is restored afterwards). An op
     without a converter raises `UnsupportedOpError` naming the op and where the model uses it.
@@ -309,15 +358,18 @@ def from_torch(module_or_fn: Any, example_inputs: Any = None, names: Mapping[str
     >>> nir.compile(t, backend="reference")(nir.randn(4, 16, names=("N", "C"))).names
     ('N', 'fc2.out')
     """
+    if params not in ("constants", "inputs"):
+        raise ValueError(f"from_torch: params={params!r}; choose 'constants' (weights baked in) or 'inputs' "
+                         "(a function of (params, *inputs))")
     token = _TRACE.set(None)  # called while tracing (a workload that converts on first use): convert on its own
     try:
-        return _from_torch(module_or_fn, example_inputs, names, param_names, dynamic_batch)
+        return _from_torch(module_or_fn, example_inputs, names, param_names, dynamic_batch, params == "inputs")
     finally:
         _TRACE.reset(token)
 
 
 def _from_torch(module_or_fn: Any, example_inputs: Any, names: Mapping[str | int, Names] | Names | None,
-                param_names: Mapping[str, Names] | None, dynamic_batch: bool) -> TorchTraced:
+                param_names: Mapping[str, Names] | None, dynamic_batch: bool, as_inputs: bool = False) -> TorchTraced:
     if example_inputs is not None and not isinstance(example_inputs, (tuple, list)):
         example_inputs = (example_inputs,)
     if isinstance(module_or_fn, ExportedProgram):
@@ -352,11 +404,16 @@ def _from_torch(module_or_fn: Any, example_inputs: Any, names: Mapping[str | int
     constants, chosen = _constants(ep, param_names)
     asserted = {n for ns in [*input_names, *param_names.values()] for n in ns if n is not None}
     label = getattr(module_or_fn, "__name__", type(module_or_fn).__name__)
-    function = _replay(ep, constants, _State(frozenset(asserted), _name_ages(ep, constants)), label)
+    trainable = _trainable(ep) if as_inputs else None
+    function = _replay(ep, constants, _State(frozenset(asserted), _name_ages(ep, constants)), label, trainable)
     specs = [Spec(ns, tuple(int(s) for s in x.shape), canonical_dtype(x.dtype))
              for ns, x in zip(input_names, example_inputs)]
-    traced = trace(function, *specs)
-    return TorchTraced(traced.program, traced.structure, exported=ep, function=function, param_names=chosen)
+    values: dict[str, NamedTensor] = {}
+    for node, path in (trainable or {}).items():
+        values.setdefault(path, constants[node])
+    traced = trace(function, {k: Spec.of(v) for k, v in values.items()}, *specs) if as_inputs else trace(function, *specs)
+    return TorchTraced(traced.program, traced.structure, traced.inputs, exported=ep, function=function,
+                       param_names=chosen, params=values)
 
 
 

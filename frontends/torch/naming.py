@@ -17,6 +17,7 @@ from nir.tensor import NamedTensor, from_array
 from nir.types import NamedShapeError
 
 from ._common import Names, op_key
+from .layout import _reshape_groups  # the converter's own grouping, so both agree on what a reshape's runs are
 
 # (op, argument index) -> the roles of a parameter's dims when that op is its first use
 _ROLES: dict[tuple[str, int], tuple[str, ...]] = {
@@ -132,11 +133,10 @@ def _source(node: Node, pos: int) -> list[tuple[Node, int]]:
     if rank is None:
         return []
     if op in _SAME_PLACE:
-        dim = node.args[1] if op in ("aten.slice.Tensor", "aten.cat.default") and len(node.args) > 1 else None
-        if op == "aten.slice.Tensor" and dim is None:
-            dim = 0
-        if dim is not None and int(dim) % rank == pos:  # a part of the dim, not the dim
-            return []
+        if op in ("aten.slice.Tensor", "aten.cat.default"):
+            dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+            if int(dim) % rank == pos:  # a part of the dim, not the dim
+                return []
         args = node.args[0] if op == "aten.cat.default" else node.args
         ins = [a for a in args if _rank(a) is not None]
         return [(a, pos - rank + _rank(a)) for a in ins if pos - rank + _rank(a) >= 0]
@@ -156,7 +156,6 @@ def _source(node: Node, pos: int) -> list[tuple[Node, int]]:
 
 def _split_by(node: Node, pos: int) -> tuple[bool, list[tuple[Node, int]]]:
     """For a reshape: (whether the dim at ``pos`` is made by it, merged or split; else its source)."""
-    from .layout import _reshape_groups  # the converter's own grouping, so both agree on what a run is
     src, dst = _shape(node.args[0]), _shape(node)
     for _, gi, gj in _reshape_groups(src, dst):
         if pos in gj:

@@ -19,6 +19,7 @@ from .elementwise import (abs, add, cast, clamp, cos, div, eq, erf, exp, ge, gel
                           rsqrt, sigmoid, sin, sqrt, sub, tanh, where)
 from .layout import (align_as, align_to, cat, expand, flatten, narrow, permute, refine_names, rename, reshape,
                      select, squeeze, stack, t, take, transpose, unbind, unflatten, unsqueeze, view)
+from .layout import pad, scatter_add
 from .nn import avg_pool2d, conv2d, layer_norm, max_pool2d
 from .reductions import (amax, amin, argmax, argmin, log_softmax, logsumexp, max, mean, min, prod, softmax, std,
                          sum, var)

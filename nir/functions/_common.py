@@ -7,6 +7,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..ops.elementwise import NOT_FOR_BOOL
 from ..tensor import NamedTensor, as_tensor, bind, implicit_dim
 from ..types import (NamedShapeError, TensorType, fresh_name,
                     is_float, is_generated, promote_dtypes)
@@ -118,6 +119,9 @@ def _promote(op: str, *xs: TensorLike) -> list[NamedTensor]:
 
 def _elementwise(prim: str, *xs: TensorLike, float_only: bool = False) -> NamedTensor:
     ts = _promote(prim, *xs)
+    if ts[0].dtype == "bool" and prim in NOT_FOR_BOOL:  # as PyTorch: a TypeError, not a name error
+        raise TypeError(f"{prim}: not defined for bool tensors ({_pretty(*ts)}); use {NOT_FOR_BOOL[prim]}, "
+                        "or cast with .to('int64') first")
     if float_only and not is_float(ts[0].dtype):
         ts = [_cast(t, "float32") for t in ts]
     return bind(prim, _unify(prim, *ts) if len(ts) > 1 else ts)

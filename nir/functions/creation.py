@@ -26,22 +26,27 @@ def _names_for(sizes: tuple[int, ...], names: Sequence[str | None] | None, op: s
     return _user_names(names, op)
 
 
-def full(*sizes: Any, fill_value: float, names: Sequence[str | None] | None = None, dtype: Any = None) -> NamedTensor:
-    """A tensor of ``sizes`` filled with ``fill_value``: ``nir.full(2, 3, fill_value=1.5, names=('N', 'C'))``."""
+def _full(op: str, sizes: tuple[Any, ...], fill_value: float, names: Sequence[str | None] | None,
+          dtype: Any) -> NamedTensor:
     s = _sizes(sizes)
     dt = canonical_dtype(dtype) if dtype is not None else (
         "bool" if isinstance(fill_value, bool) else "int64" if isinstance(fill_value, int) else "float32")
-    return bind("full", [], value=fill_value, dims=tuple(zip(_names_for(s, names, "full"), s)), dtype=dt)
+    return bind("full", [], value=fill_value, dims=tuple(zip(_names_for(s, names, op), s)), dtype=dt)
+
+
+def full(*sizes: Any, fill_value: float, names: Sequence[str | None] | None = None, dtype: Any = None) -> NamedTensor:
+    """A tensor of ``sizes`` filled with ``fill_value``: ``nir.full(2, 3, fill_value=1.5, names=('N', 'C'))``."""
+    return _full("full", sizes, fill_value, names, dtype)
 
 
 def zeros(*sizes: Any, names: Sequence[str | None] | None = None, dtype: Any = "float32") -> NamedTensor:
     """A tensor of zeros: ``nir.zeros(2, 3, names=('N', 'C'))``."""
-    return full(*sizes, fill_value=0, names=names, dtype=dtype)
+    return _full("zeros", sizes, 0, names, dtype)
 
 
 def ones(*sizes: Any, names: Sequence[str | None] | None = None, dtype: Any = "float32") -> NamedTensor:
     """A tensor of ones."""
-    return full(*sizes, fill_value=1, names=names, dtype=dtype)
+    return _full("ones", sizes, 1, names, dtype)
 
 
 _rng = np.random.default_rng()

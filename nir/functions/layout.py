@@ -8,10 +8,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..tensor import NamedTensor, _user_names, bind, implicit_dim
-from ..types import (NamedShapeError, check_user_name, fresh_name,
+from ..types import (NamedShapeError, check_user_name, format_dims, fresh_name,
                     is_generated)
 
-from ._common import Dim, _align_ir, _dims, _fresh_unnamed, _pretty, _promote, _rename_ir, _misaligned
+from ._common import Dim, _align_ir, _cast, _dims, _fresh_unnamed, _pretty, _promote, _rename_ir, _misaligned
 
 
 
@@ -349,3 +349,39 @@ def gather(x: NamedTensor, dim: Dim, index: NamedTensor) -> NamedTensor:
         raise NamedShapeError(f"gather: the index names dim {pos} {mapping[index.type.names[pos]]!r}, which is another "
                               f"dim of the input ({_pretty(index, x)}); rename() it")
     return bind("gather", [x, _rename_ir(index, mapping)], dim=name)
+
+
+def pad(x: NamedTensor, pads: dict[Dim, int | Sequence[int]], value: float = 0.0) -> NamedTensor:
+    """Pad dims BY NAME with ``value``: ``pads={"H": (1, 2), "W": 1}`` gives each named dim ``(low, high)``
+    (an int pads both sides), or ``(low, high, interior)`` to also insert ``interior`` values between
+    neighbours, as ``lax.pad``; a negative ``low``/``high`` crops. Names and dim order are kept."""
+    config = []
+    for dim, p in pads.items():
+        name = x._ir_name(dim, "pad")
+        p = (int(p), int(p)) if isinstance(p, (int, np.integer)) else tuple(int(v) for v in p)
+        if len(p) not in (2, 3):
+            raise ValueError(f"pad: the padding of {dim!r} must be an int, (low, high) or (low, high, interior); "
+                             f"got {pads[dim]!r}")
+        config.append((name, p[0], p[1], p[2] if len(p) == 3 else 0))
+    return bind("pad", [x], pads=tuple(config), value=float(value)) if config else x
+
+
+def scatter_add(x: NamedTensor, indices: NamedTensor, updates: NamedTensor, dim: Dim) -> NamedTensor:
+    """``x`` with ``updates`` added at ``indices`` along ``dim`` (repeated indices add up): the transpose of
+    `take`. ``updates`` has the dims ``take(x, indices, dim)`` would give — ``dim`` replaced by the indices'
+    dims — matched by name, or by position where dims are unnamed."""
+    if indices.dtype not in ("int32", "int64"):
+        raise TypeError(f"scatter_add: indices must be int32 or int64, got {indices.dtype}")
+    name = x._ir_name(dim, "scatter_add")
+    indices = _fresh_unnamed(indices)
+    updates = _cast(updates, x.dtype)
+    ax = x.type.names.index(name)
+    want = x.type.dims[:ax] + indices.type.dims + x.type.dims[ax + 1:]
+    user = tuple(None if is_generated(n) else n for n, _ in want)
+    if updates.names == user and updates.shape == tuple(s for _, s in want):
+        updates = _rename_ir(updates, dict(zip(updates.type.names, (n for n, _ in want))))
+    elif None in updates.names or None in user or set(updates.names) != set(user):
+        raise NamedShapeError(f"scatter_add: updates {updates.type.pretty()} must have the dims of "
+                              f"take(x, indices, {dim!r}), {format_dims(want)}: x's dims with {dim!r} replaced by "
+                              "the indices' dims; rename() or align_to() the updates")
+    return bind("scatter_add", [x, indices, updates], dim=name)

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..tensor import NamedTensor, bind
-from ..types import (is_float)
+from ..types import NamedShapeError, is_float
 
 from ._common import ALL_DIMS, Dim, _cast, _dims, _keep
 from .elementwise import abs, cast, div, exp, log, maximum, minimum, sqrt, where
@@ -21,7 +21,13 @@ from .layout import flatten
 
 def _reduce(prim: str, x: NamedTensor, dim: Dim | Sequence[Dim] | None, keepdim: bool, op: str = "",
             none_is_all: bool = False) -> NamedTensor:
-    dims = _dims(x, dim, op or prim.replace("reduce_", ""), none_is_all=none_is_all)
+    op = op or prim.replace("reduce_", "")
+    dims = _dims(x, dim, op, none_is_all=none_is_all)
+    if prim in ("reduce_max", "reduce_min"):
+        empty = [n for n in dims if x.type.size(n) == 0]
+        if empty:
+            raise NamedShapeError(f"{op}: cannot reduce the empty dim {x.names[x.type.names.index(empty[0])]!r} "
+                                  f"({x.type.pretty()}): a {op} over no elements is undefined")
     if prim in ("reduce_sum", "reduce_prod") and not is_float(x.dtype):
         x = _cast(x, "int64")  # PyTorch sums integers and bools as int64
     y = bind(prim, [x], dims=dims)
@@ -53,22 +59,27 @@ def mean(x: NamedTensor, dim: Dim | Sequence[Dim] | None = None, keepdim: bool =
     return div(_reduce("reduce_sum", x, dims, keepdim), count)
 
 
-def var(x: NamedTensor, dim: Dim | Sequence[Dim] | None = None, *, correction: int = 1,
-        keepdim: bool = False, unbiased: bool | None = None) -> NamedTensor:
-    """Variance over ``dim`` with Bessel's ``correction`` (1 by default, as in PyTorch)."""
-    _float_input(x, "var")
+def _variance(op: str, x: NamedTensor, dim: Dim | Sequence[Dim] | None, correction: int, keepdim: bool,
+              unbiased: bool | None) -> NamedTensor:
+    _float_input(x, op)
     if unbiased is not None:
         correction = int(unbiased)
-    dims = _dims(x, dim, "var", none_is_all=True)
+    dims = _dims(x, dim, op, none_is_all=True)
     count = int(np.prod([x.type.size(n) for n in dims], dtype=np.int64))
     centered = x - mean(x, dims, keepdim=True)
     return div(_reduce("reduce_sum", centered * centered, dims, keepdim), builtins.max(count - correction, 0))
 
 
+def var(x: NamedTensor, dim: Dim | Sequence[Dim] | None = None, *, correction: int = 1,
+        keepdim: bool = False, unbiased: bool | None = None) -> NamedTensor:
+    """Variance over ``dim`` with Bessel's ``correction`` (1 by default, as in PyTorch)."""
+    return _variance("var", x, dim, correction, keepdim, unbiased)
+
+
 def std(x: NamedTensor, dim: Dim | Sequence[Dim] | None = None, *, correction: int = 1,
         keepdim: bool = False, unbiased: bool | None = None) -> NamedTensor:
     """Standard deviation over ``dim`` (square root of `var`)."""
-    return sqrt(var(x, dim, correction=correction, keepdim=keepdim, unbiased=unbiased))
+    return sqrt(_variance("std", x, dim, correction, keepdim, unbiased))
 
 
 def logsumexp(x: NamedTensor, dim: Dim | Sequence[Dim], keepdim: bool = False) -> NamedTensor:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -11,6 +11,9 @@ from ..types import NamedShapeError, TensorType
 
 Rule = Callable[..., TensorType]
 Impl = Callable[..., np.ndarray]
+# vjp(ct, *inputs, out=..., needs=..., **params) -> one cotangent (or None) per input; see nir/ops/_ad.py.
+# A primitive with multiple_results gets a list of cotangents (None: zero) and ``out`` as a list.
+VJP = Callable[..., Sequence[Any]]
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,11 @@ class Primitive:
 
     ``multiple_results``: the rule returns a tuple of types and the implementation a list of arrays,
     one per output (scan's carries and stacked outputs); otherwise exactly one of each.
+
+    ``vjp`` is the reverse-mode rule (set with `defvjp`, right below the registration): it receives the
+    output's cotangent and the inputs as NamedTensors and returns their cotangents, built from nir
+    primitives, so a gradient program is an ordinary program. None: no rule (a primitive whose output
+    is never a float, or that has no inputs).
     """
 
     name: str
@@ -31,6 +39,7 @@ class Primitive:
     impl: Impl = field(repr=False)
     doc: str = ""
     multiple_results: bool = False
+    vjp: VJP | None = field(default=None, repr=False)
 
 
 PRIMITIVES: dict[str, Primitive] = {}
@@ -39,6 +48,11 @@ PRIMITIVES: dict[str, Primitive] = {}
 def _register(name: str, kind: str, arity: int | None, rule: Rule, impl: Impl, doc: str = "",
               multiple_results: bool = False) -> None:
     PRIMITIVES[name] = Primitive(name, kind, arity, rule, impl, doc, multiple_results)
+
+
+def defvjp(name: str, rule: VJP) -> None:
+    """Attach the reverse-mode rule ``rule`` to primitive ``name`` (registered before)."""
+    PRIMITIVES[name] = replace(PRIMITIVES[name], vjp=rule)
 
 
 def get(name: str) -> Primitive:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from ..types import TensorType
-from ._core import _fail, _register
+from . import _ad as ad
+from ._core import _fail, _register, defvjp
 
 
 def _contract_rule(a: TensorType, b: TensorType, *, over: tuple[str, ...]) -> TensorType:
@@ -38,3 +39,15 @@ def _contract_impl(a: np.ndarray, b: np.ndarray, *, types, out: TensorType, over
 
 _register("contract", "contraction", 2, _contract_rule, _contract_impl,
           "sum over the `over` dims of a*b; dims in both and not contracted are batch dims, kept once")
+
+
+def _contract_vjp(ct: Any, a: Any, b: Any, *, out: Any, needs: Sequence[bool], over: tuple[str, ...]) -> tuple:
+    """Each operand's cotangent contracts the output's cotangent with the other operand over that
+    operand's free dims: batch dims stay batch dims, and the contracted dims come back."""
+    a_free = tuple(n for n in a.type.names if n not in b.type.names)
+    b_free = tuple(n for n in b.type.names if n not in a.type.names)
+    return (ad.to_type(ad.emit("contract", ct, b, over=b_free), a.type) if needs[0] else None,
+            ad.to_type(ad.emit("contract", ct, a, over=a_free), b.type) if needs[1] else None)
+
+
+defvjp("contract", _contract_vjp)

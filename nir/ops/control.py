@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..types import NamedShapeError, TensorType, numpy_dtype
-from ._core import _register
+from ._core import _register, defvjp
 
 
 def show(t: TensorType) -> str:
@@ -126,3 +126,79 @@ _register("scan", "control", None, _scan_rule, _scan_impl,
           "loop `body` over dim `over`: carries threaded through, per-step outputs stacked", multiple_results=True)
 _register("cond", "control", None, _cond_rule, _cond_impl,
           "run `true_branch` or `false_branch` on the operands, by a 0-d bool", multiple_results=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# reverse mode. A rule of a primitive with several results receives one cotangent per output (None:
+# zero) and the outputs as lists. Both rules are built from the sub-programs' own VJP programs
+# (`nir.autodiff.vjp_program`) and the public scan/cond, so a gradient is again a loop or a branch:
+# it compiles as one and can be differentiated again.
+# ------------------------------------------------------------------------------------------------
+
+def _scan_vjp(cts: Sequence[Any], *inputs: Any, out: Sequence[Any], needs: Sequence[bool], body: Any, over: str,
+              reverse: bool, num_consts: int, num_carry: int) -> tuple[Any, ...]:
+    """A forward scan that stacks the carry entering each step, then a scan the other way of the body's
+    VJP program, carrying the carry's cotangent and the sum of the consts' cotangents; the xs'
+    cotangents are its stacked outputs."""
+    from ..autodiff import call_program, vjp_program  # autodiff builds on the op registry
+    from ..functions.control import scan
+    from ..types import fresh_name, is_float
+    from . import _ad as ad
+    nc, ncar = num_consts, num_carry
+    consts, init, xs = list(inputs[:nc]), list(inputs[nc:nc + ncar]), list(inputs[nc + ncar:])
+    # a carry may itself have the dim `over`: it is stacked under another name
+    hide = {k: fresh_name() for k, c in enumerate(init) if over in c.type.names}
+
+    def save(c: list, x_t: list) -> tuple[list, list]:
+        new = call_program(body, *consts, *c, *x_t)[:ncar]
+        return list(new), [ad.rename(v, {over: hide[k]}) if k in hide else v for k, v in enumerate(c)]
+    _, saved = scan(save, init, xs, over=over, reverse=reverse)
+
+    back = vjp_program(body)
+    f_in = [is_float(v.type.dtype) for v in body.inputs]
+    f_out = [is_float(v.type.dtype) for v in body.outputs]
+    y_types = [v.type for v in body.outputs[ncar:]]
+    ct_carry = [ct if ct is not None else ad.zeros(o.type) for ct, o, f in zip(cts[:ncar], out[:ncar], f_out) if f]
+    ct_ys = [ct if ct is not None else ad.zeros(o.type) for ct, o, f in zip(cts[ncar:], out[ncar:], f_out[ncar:]) if f]
+    acc0 = [ad.zeros(c.type) for c, f in zip(consts, f_in) if f]
+
+    def step(carry: tuple, x: tuple) -> tuple[tuple, list]:
+        ct_c, acc = carry
+        x_t, c_t, ct_y = x
+        c_t = [ad.rename(v, {hide[k]: over}) if k in hide else v for k, v in enumerate(c_t)]
+        ct_y = iter(ad.to_type(g, t) for g, t in zip(ct_y, (t for t, f in zip(y_types, f_out[ncar:]) if f)))
+        ct_c = iter(ct_c)
+        ct_out = [next(ct_c) if k < ncar else next(ct_y) for k, f in enumerate(f_out) if f]
+        grads = iter(call_program(back, *consts, *c_t, *x_t, *ct_out))
+        g = [next(grads) if f else None for f in f_in]
+        g_consts = [v for v in g[:nc] if v is not None]
+        return ([v for v in g[nc:nc + ncar] if v is not None], [ad.add(a, v) for a, v in zip(acc, g_consts)]), \
+            [v for v in g[nc + ncar:] if v is not None]
+    (g_init, g_consts), g_xs = scan(step, (ct_carry, acc0), (xs, saved, ct_ys), over=over, reverse=not reverse)
+    g_consts, g_init, g_xs = iter(g_consts), iter(g_init), iter(g_xs)
+    result = [next(g_consts) if f else None for f in f_in[:nc]]
+    result += [next(g_init) if f else None for f in f_in[nc:nc + ncar]]
+    result += [ad.to_type(next(g_xs), x.type) if f else None for x, f in zip(xs, f_in[nc + ncar:])]
+    return ad.none_unless(needs, *result)
+
+
+def _cond_vjp(cts: Sequence[Any], pred: Any, *operands: Any, out: Sequence[Any], needs: Sequence[bool],
+              true_branch: Any, false_branch: Any) -> tuple[Any, ...]:
+    """A cond, on the same predicate, of the two branches' VJP programs."""
+    from ..autodiff import call_program, vjp_program
+    from ..functions.control import cond
+    from ..types import is_float
+    from . import _ad as ad
+    f_in = [is_float(v.type.dtype) for v in true_branch.inputs]
+    if not any(f_in):
+        return (None,) * (1 + len(operands))
+    ct = [ad.to_type(c, o.type) if c is not None else ad.zeros(o.type)
+          for c, o in zip(cts, out) if is_float(o.dtype)]
+    backs = [vjp_program(true_branch), vjp_program(false_branch)]
+    grads = iter(cond(pred, lambda *a: tuple(call_program(backs[0], *a)),
+                      lambda *a: tuple(call_program(backs[1], *a)), *operands, *ct))
+    return ad.none_unless(needs, None, *[next(grads) if f else None for f in f_in])
+
+
+defvjp("scan", _scan_vjp)
+defvjp("cond", _cond_vjp)

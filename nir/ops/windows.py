@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+import math
+from typing import Any, Sequence
 
 import numpy as np
 
-from ..types import TensorType
-from ._core import _check_present, _fail, _register, to_order
+from ..types import TensorType, fresh_name
+from . import _ad as ad
+from ._core import _check_present, _fail, _register, defvjp, to_order
 
 
 def _window_out(size: int, k: int, s: int, p: int, d: int) -> int:
@@ -126,3 +128,112 @@ def _pool_impl(x: np.ndarray, *, types, out: TensorType, kind: str, kernel, stri
 _register("conv2d", "window", 2, _conv2d_rule, _conv2d_impl,
           "cross-correlation over the two `spatial` dims; weight dims: out_channels, channels, *spatial")
 _register("pool2d", "window", 1, _pool_rule, _pool_impl, "max or average pooling over the two `spatial` dims")
+
+
+# ------------------------------------------------------------------------------------------------
+# reverse-mode rules (see nir/ops/_ad.py): transposed convolutions and window scatters spelled with
+# pad, take, slice and conv2d itself, so every backend runs them with the kernels it already has
+# ------------------------------------------------------------------------------------------------
+
+def _spread(ct: Any, in_sizes: Sequence[int], kernel: Sequence[int], spatial: Sequence[str], stride, padding,
+            dilation) -> Any:
+    """The output cotangent dilated by the stride and padded so that a stride-1 window pass with the
+    (flipped) kernel lands on every input position: the transpose of a strided, padded window."""
+    pads = {}
+    for i, s in enumerate(spatial):
+        out = ct.type.size(s)
+        span = dilation[i] * (kernel[i] - 1)
+        pads[s] = (span - padding[i], in_sizes[i] + padding[i] - 1 - (out - 1) * stride[i], stride[i] - 1)
+    return ad.pad(ct, pads)
+
+
+def _conv2d_input_grad(ct: Any, x: Any, w: Any, channels: str, out_channels: str, spatial: Sequence[str],
+                       stride, padding, dilation, groups: int) -> Any:
+    """A stride-1 convolution of the spread cotangent with the spatially flipped kernel, whose in and out
+    channels swap roles (per group)."""
+    wt = w
+    if groups > 1:  # {O: G*Og, C: Cg} -> {C: G*Cg, O: Og}
+        g, og, gc = fresh_name(), fresh_name(), fresh_name()
+        og_size = w.type.size(out_channels) // groups
+        wt = ad.emit("unflatten", wt, dim=out_channels, parts=((g, groups), (og, og_size)))
+        wt = ad.rename(ad.emit("flatten", wt, dims=(g, channels), into=gc), {gc: channels, og: out_channels})
+    for s in spatial:
+        k = w.type.size(s)
+        if k > 1:
+            wt = ad.emit("take", wt, ad.emit("iota", dim=s, size=k, start=k - 1, step=-1, dtype="int64"), dim=s)
+    kernel = [w.type.size(s) for s in spatial]
+    spread = _spread(ct, [x.type.size(s) for s in spatial], kernel, spatial, stride, padding, dilation)
+    dx = ad.emit("conv2d", spread, wt, channels=out_channels, out_channels=channels, spatial=tuple(spatial),
+                 stride=(1, 1), padding=(0, 0), dilation=tuple(dilation), groups=groups)
+    return ad.to_type(dx, x.type)
+
+
+def _conv2d_weight_grad(ct: Any, x: Any, w: Any, channels: str, out_channels: str, spatial: Sequence[str],
+                        stride, padding, dilation, groups: int) -> Any:
+    """A convolution of the input with the output cotangent as its kernel: the batch dims are the
+    contracted channels, the input channels the batch, and stride and dilation swap roles. The result
+    can run past the kernel's size when the stride skips trailing rows; it is cut back."""
+    batch = [n for n in x.type.names if n != channels and n not in spatial]
+    if not batch:  # no batch dim: a size-1 one to contract over
+        one = fresh_name()
+        x = ad.emit("align", x, dims=((one, 1),) + x.type.dims)
+        ct = ad.emit("align", ct, dims=((one, 1),) + ct.type.dims)
+        batch = [one]
+    rows, c = channels, channels
+    if groups > 1:  # the groups become the leading part of the contracted channels
+        g, c = fresh_name(), fresh_name()
+        x = ad.emit("unflatten", x, dim=channels, parts=((g, groups), (c, w.type.size(channels))))
+        batch = [g] + batch
+    into = fresh_name()
+    xs = ad.emit("flatten", x, dims=tuple(batch), into=into) if len(batch) > 1 else ad.rename(x, {batch[0]: into})
+    ct_batch = [n for n in batch if n in ct.type.names]
+    kern = (ad.emit("flatten", ct, dims=tuple(ct_batch), into=into) if len(ct_batch) > 1
+            else ad.rename(ct, {ct_batch[0]: into}))
+    dw = ad.emit("conv2d", xs, kern, channels=into, out_channels=out_channels, spatial=tuple(spatial),
+                 stride=tuple(dilation), padding=tuple(padding), dilation=tuple(stride), groups=groups)
+    for s in spatial:
+        k = w.type.size(s)
+        if dw.type.size(s) != k:
+            dw = ad.emit("slice", dw, dim=s, start=0, stop=k, step=1)
+    return ad.to_type(ad.rename(dw, {c: rows}), w.type)
+
+
+def _conv2d_vjp(ct: Any, x: Any, w: Any, *, out: Any, needs: Sequence[bool], **p: Any) -> tuple:
+    return (_conv2d_input_grad(ct, x, w, **p) if needs[0] else None,
+            _conv2d_weight_grad(ct, x, w, **p) if needs[1] else None)
+
+
+def _pool2d_vjp(ct: Any, x: Any, *, out: Any, needs: Sequence[bool], kind: str, kernel, stride, padding,
+                spatial) -> tuple:
+    sizes = [x.type.size(s) for s in spatial]
+    if kind == "avg":  # every window spreads its cotangent evenly: a stride-1 average of the spread cotangent
+        spread = _spread(ct, sizes, kernel, spatial, stride, padding, (1, 1))
+        dx = ad.emit("pool2d", spread, kind="avg", kernel=tuple(kernel), stride=(1, 1), padding=(0, 0),
+                     spatial=tuple(spatial))
+        return (ad.to_type(dx, x.type),)
+    # max: each window's cotangent goes back to its first maximum (as PyTorch). The window position of
+    # that maximum comes from one argmax over the windows stacked along a new dim — never from comparing
+    # the input with the pooled result, which a compiler may have computed from differently fused values.
+    lowest = ad.pad(x, {s: (padding[i], padding[i], 0) for i, s in enumerate(spatial)}, value=-math.inf)
+    offsets = [(a, b) for a in range(kernel[0]) for b in range(kernel[1])]
+    k = fresh_name()
+    windows = []
+    for a, b in offsets:
+        at = lowest
+        for s, off, i in ((spatial[0], a, 0), (spatial[1], b, 1)):
+            m = out.type.size(s)
+            at = ad.emit("slice", at, dim=s, start=off, stop=off + (m - 1) * stride[i] + 1, step=stride[i])
+        windows.append(ad.emit("align", at, dims=((k, 1),) + at.type.dims))
+    first = ad.emit("argmax", ad.emit("concat", *windows, dim=k), dim=k)
+    dx = None
+    for j, (a, b) in enumerate(offsets):
+        hit = ad.emit("eq", first, ad.scalar(j, "int64"))
+        part = ad.pad(ad.mask(hit, ct), {
+            s: (off - padding[i], sizes[i] - (off - padding[i]) - (out.type.size(s) - 1) * stride[i] - 1,
+                stride[i] - 1) for s, off, i in ((spatial[0], a, 0), (spatial[1], b, 1))})
+        dx = part if dx is None else ad.add(dx, part)
+    return (ad.to_type(dx, x.type),)
+
+
+defvjp("conv2d", _conv2d_vjp)
+defvjp("pool2d", _pool2d_vjp)

@@ -3,8 +3,12 @@
 
 Records are plain data (no pickle). Writes go to a temporary file and are renamed into place, under a
 lock file, merging with what another run wrote meanwhile (the faster configuration wins), so a killed
-run never leaves a half-written record and two runs sharing a directory both keep their records. A
+run never leaves a half-written record and two runs sharing a directory both keep their records. Files
+get the permissions the umask gives (a shared ``tuning/`` directory stays readable to others). A
 corrupt, truncated, foreign or older-version file is reported with a warning and skipped.
+
+Version 2 records hold times of the call a user makes with outputs complete (version 1 timed XLA's
+asynchronous dispatch, so its XLA figures were far too small): version 1 files are skipped.
 
 Backends keep their own tuning state beside the records: TVM's MetaSchedule database lives in
 ``DIR/tvm/<target key>/`` (one per hardware target).
@@ -26,10 +30,42 @@ from typing import Any, Iterator
 
 from ..ir import Program
 
-__all__ = ["TuningRecord", "TuningDatabase", "TuningDatabaseWarning", "RECORD_VERSION", "signature_of"]
+__all__ = ["TuningRecord", "TuningDatabase", "TuningDatabaseWarning", "RECORD_VERSION", "signature_of",
+           "write_atomic"]
 
 RECORD_FORMAT = "nir-tuning-record"
-RECORD_VERSION = 1
+RECORD_VERSION = 2
+
+
+def _umask() -> int:
+    try:  # Linux shows it; elsewhere reading it means setting it and putting it back
+        for line in pathlib.Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def write_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file renamed into place (readers see the old or the
+    new content, never a part), with the mode a plain ``open()`` would give (0666 less the umask;
+    `tempfile.mkstemp` alone makes it 0600)."""
+    path = pathlib.Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 class TuningDatabaseWarning(UserWarning):
@@ -47,8 +83,9 @@ class TuningRecord:
     """The winning configuration for one key, and what was measured.
 
     ``config`` holds ``layouts`` ({value index: permutation of its logical dims}) and backend
-    ``options``; ``times_ms`` holds ``untuned`` and ``tuned`` medians; ``candidates`` every measured
-    configuration with its time.
+    ``options``; ``times_ms`` holds ``untuned`` and ``tuned`` per-call times by ``statistic`` (the
+    median of interleaved samples) and ``untuned_min``/``tuned_min``; ``candidates`` every measured
+    configuration with its times.
     """
 
     fingerprint: str
@@ -61,6 +98,7 @@ class TuningRecord:
     candidates: list[dict[str, Any]] = field(default_factory=list)
     created: float = field(default_factory=time.time)
     nir_version: str = ""
+    statistic: str = "median"
 
     @property
     def key(self) -> tuple[str, str, str, str, str]:
@@ -124,12 +162,13 @@ class TuningDatabase:
             warnings.warn(f"tuning database: skipping {p}: {e}", TuningDatabaseWarning, stacklevel=3)
             return None
 
-    def put(self, record: TuningRecord) -> pathlib.Path:
+    def put(self, record: TuningRecord, replace: bool = False) -> pathlib.Path:
         """Store ``record`` atomically; if a record for the same key exists, keep the faster one and the
-        union of the measured candidates."""
+        union of the measured candidates (``replace=True``: overwrite it, e.g. with figures re-measured
+        in the same run)."""
         with self._lock():
             dest = self.records_dir / record.filename()
-            if dest.exists():
+            if dest.exists() and not replace:
                 old = self._read(dest)
                 if old is not None:
                     seen = {json.dumps(c, sort_keys=True) for c in record.candidates}
@@ -139,17 +178,7 @@ class TuningDatabase:
                         record = old
                     else:
                         record.candidates += extra
-            fd, tmp = tempfile.mkstemp(dir=self.records_dir, prefix=".tmp-", suffix=".json")
-            try:
-                with os.fdopen(fd, "w") as f:
-                    json.dump(record.to_json(), f, indent=1, sort_keys=True)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, dest)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
+            write_atomic(dest, json.dumps(record.to_json(), indent=1, sort_keys=True))
         return dest
 
     def records(self) -> list[TuningRecord]:

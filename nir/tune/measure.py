@@ -1,18 +1,35 @@
-"""Measuring a built executable: warm-up excluded, repeated until a minimum time, median reported."""
+"""Measuring candidates the way users run them, interleaved.
+
+What is timed is the call a user makes: `nir.compile` of the candidate program with the candidate's
+options, called with NamedTensors, returning NamedTensors whose data is complete (numpy arrays, so an
+asynchronous backend such as XLA has finished; `wait` blocks on anything else that is still running).
+Candidates are measured round-robin, the order rotating every round, so that drift on a shared machine
+(other load, frequency changes) hits every candidate alike. Each sample is the mean of enough
+back-to-back calls to last ``min_time_s / rounds``.
+
+The statistic that decides is the **median** per-call time of the samples (`STATISTIC`); the minimum
+is reported beside it.
+"""
 
 from __future__ import annotations
 
-import statistics
+import gc
+import math
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
-__all__ = ["Timing", "measure"]
+import numpy as np
+
+__all__ = ["Timing", "STATISTIC", "measure", "measure_interleaved", "wait", "user_call", "UserCall"]
+
+STATISTIC = "median"
+MAX_CALLS_PER_SAMPLE = 10_000
 
 
 @dataclass(frozen=True)
 class Timing:
-    """Per-call times in milliseconds."""
+    """Per-call times in milliseconds over ``runs`` samples."""
 
     median_ms: float
     min_ms: float
@@ -20,18 +37,98 @@ class Timing:
     p75_ms: float
     runs: int
 
+    @staticmethod
+    def of(samples_ms: Sequence[float]) -> "Timing":
+        """Summary of per-call sample times in milliseconds."""
+        a = np.asarray(samples_ms, dtype=np.float64)
+        p25, med, p75 = np.percentile(a, [25, 50, 75])
+        return Timing(float(med), float(a.min()), float(p25), float(p75), len(a))
 
-def measure(run: Callable[..., Any], inputs: Sequence[Any], *, warmup: int = 2, min_time_s: float = 0.2,
-            min_runs: int = 5, max_runs: int = 200) -> Timing:
-    """Time ``run(*inputs)``: ``warmup`` calls discarded, then single calls until ``min_time_s`` has
-    passed (at least ``min_runs``, at most ``max_runs``)."""
+    def to_json(self) -> dict[str, float]:
+        return {"ms": self.median_ms, "min_ms": self.min_ms}
+
+
+def wait(out: Any) -> Any:
+    """``out`` once every array in it is complete: calls ``block_until_ready()`` on anything that has it
+    (JAX dispatches asynchronously, on the CPU too), through lists, tuples and NamedTensors."""
+    if isinstance(out, (list, tuple)):
+        for o in out:
+            wait(o)
+        return out
+    data = getattr(out, "_data", None)  # a NamedTensor
+    if data is not None and data is not out:
+        wait(data)
+    block = getattr(out, "block_until_ready", None)
+    if callable(block):
+        block()
+    return out
+
+
+class UserCall:
+    """A zero-argument call of a program compiled by `nir.compile`, on fixed NamedTensors: exactly what a
+    user of the compiled program runs (see `user_call`)."""
+
+    def __init__(self, compiled: Any, tensors: Sequence[Any]) -> None:
+        self.compiled, self.tensors = compiled, list(tensors)
+
+    def __call__(self) -> Any:
+        return self.compiled(*self.tensors)
+
+    @property
+    def executable(self) -> Any:
+        """The backend executable behind the call (e.g. for profiling it)."""
+        return self.compiled._entry().executable
+
+
+def user_call(program: Any, target: Any, backend: str, inputs: Sequence[np.ndarray], **options: Any) -> UserCall:
+    """``program`` compiled by `nir.compile` for ``target`` with ``backend`` and build ``options``, ready
+    to be called on NamedTensors holding ``inputs`` (each in its logical order). Compiling happens here,
+    not in the call."""
+    from ..compile import Compiled
+    from ..tensor import from_array
+    compiled = Compiled(program, target, backend, **options)
+    return UserCall(compiled, [from_array(a, names=v.type.user_names) for a, v in zip(inputs, program.inputs)])
+
+
+def _per_call_s(call: Callable[[], Any], warmup: int) -> float:
     for _ in range(warmup):
-        run(*inputs)
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < max_runs and (len(times) < min_runs or time.perf_counter() - start < min_time_s):
-        t0 = time.perf_counter()
-        run(*inputs)
-        times.append((time.perf_counter() - t0) * 1e3)
-    q = statistics.quantiles(times, n=4) if len(times) >= 2 else [times[0]] * 3
-    return Timing(statistics.median(times), min(times), q[0], q[2], len(times))
+        wait(call())
+    t0 = time.perf_counter()
+    wait(call())
+    return time.perf_counter() - t0
+
+
+def measure_interleaved(calls: Mapping[str, Callable[[], Any]], *, min_time_s: float = 0.2, rounds: int = 7,
+                        warmup: int = 1) -> dict[str, Timing]:
+    """Time every zero-argument call in ``calls`` round-robin: ``warmup`` calls each (excluded), then
+    ``rounds`` samples each, interleaved, each sample lasting about ``min_time_s / rounds``. Outputs are
+    waited for. Returns a `Timing` per name."""
+    names = list(calls)
+    counts = {}
+    for n in names:
+        per = _per_call_s(calls[n], warmup)
+        counts[n] = max(1, min(MAX_CALLS_PER_SAMPLE, math.ceil(min_time_s / rounds / max(per, 1e-9))))
+    samples: dict[str, list[float]] = {n: [] for n in names}
+    enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        for r in range(rounds):
+            k = r % len(names) if names else 0
+            for n in names[k:] + names[:k]:
+                call, count = calls[n], counts[n]
+                t0 = time.perf_counter()
+                for _ in range(count):
+                    wait(call())
+                samples[n].append((time.perf_counter() - t0) * 1e3 / count)
+    finally:
+        if enabled:
+            gc.enable()
+    return {n: Timing.of(s) for n, s in samples.items()}
+
+
+def measure(run: Callable[..., Any], inputs: Sequence[Any], *, min_time_s: float = 0.2, rounds: int = 7,
+            warmup: int = 1) -> Timing:
+    """Time ``run(*inputs)`` alone (outputs waited for); see `measure_interleaved`."""
+    return measure_interleaved({"run": lambda: run(*inputs)}, min_time_s=min_time_s, rounds=rounds,
+                               warmup=warmup)["run"]

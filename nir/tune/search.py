@@ -2,9 +2,19 @@
 strategies, the backend's compile options and its own schedule search (TVM's MetaSchedule), keep the
 fastest configuration in the tuning database, and report.
 
+Every figure is the time of the call a user makes (`measure.user_call`: `nir.compile` of the candidate,
+called with NamedTensors, outputs complete), candidates measured round-robin within each stage, and the
+winners of all backends measured round-robin once more at the end so that `backend="auto"` compares
+figures taken side by side. Decisions use the median (`measure.STATISTIC`); the minimum is kept too.
+
+Budget: ``trials`` (schedule-search trials per backend) or ``minutes`` (wall-clock for the whole program:
+backends without a schedule search go first, with at most `OTHERS_SHARE` of it; a backend with one
+spends at most `SETUP_SHARE` of its time on the untuned build, layouts and options, keeps what the
+final build and timings need, and searches for the rest).
+
 A backend module may provide (all optional):
     tuning_options(target) -> list[dict]            # compile-option candidates (XLA)
-    tune(program, target, work_dir, trials, rpc, seed, log) -> None
+    tune(program, target, work_dir=, trials=, seconds=, rpc=, seed=, inputs=, executable=, log=) -> dict
                                                      # schedule search into work_dir (TVM); build(...,
                                                      #   tuning_db=work_dir) then applies it
     measure_remote(executable, inputs, rpc) -> Timing  # measure on a remote device (TVM RPC)
@@ -26,10 +36,14 @@ from ..ir import Program, verify
 from ..target import Target, parse_target
 from ..testing import random_inputs
 from .database import TuningDatabase, TuningRecord, signature_of
-from .measure import Timing, measure
+from .measure import STATISTIC, Timing, measure_interleaved, user_call
 from .space import apply_layouts, layout_candidates
 
 __all__ = ["tune_program", "TuneReport", "BackendResult", "TuningError", "backend_version", "config_for"]
+
+SETUP_SHARE = 0.2   # of a searching backend's time, at most this much goes to layouts and options
+OTHERS_SHARE = 0.3  # of the budget, at most this much goes to backends without a schedule search
+ROUNDS = 7          # samples per candidate when timing side by side (5 for calls slower than 0.2 s)
 
 
 class TuningError(RuntimeError):
@@ -51,15 +65,21 @@ def backend_version(name: str) -> str:
 
 @dataclass
 class BackendResult:
-    """What tuning found for one backend."""
+    """What tuning found for one backend (times in ms per call: medians, and minimums beside them)."""
 
     backend: str
     untuned_ms: float | None = None
     tuned_ms: float | None = None
+    untuned_min_ms: float | None = None
+    tuned_min_ms: float | None = None
     layout: str = "logical"
+    layouts: dict[str, list[int]] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
+    backend_state: str | None = None
     record_path: str | None = None
     candidates: list[dict[str, Any]] = field(default_factory=list)
+    search: dict[str, Any] | None = None
+    seconds: float = 0.0
     error: str | None = None
 
     @property
@@ -77,6 +97,8 @@ class TuneReport:
     fingerprint: str
     target: str
     results: list[BackendResult]
+    seconds: float = 0.0
+    statistic: str = STATISTIC
 
     @property
     def winner(self) -> BackendResult | None:
@@ -86,25 +108,70 @@ class TuneReport:
     def to_json(self) -> dict[str, Any]:
         w = self.winner
         return {"name": self.name, "fingerprint": self.fingerprint, "target": self.target,
-                "winner": w.backend if w else None,
+                "winner": w.backend if w else None, "statistic": self.statistic, "seconds": self.seconds,
                 "backends": [{**r.__dict__, "speedup": r.speedup} for r in self.results]}
 
 
-def _measure(mod: Any, exe: Any, inputs: Sequence[np.ndarray], rpc: str | None, min_time_s: float) -> Timing:
-    if rpc is not None and hasattr(mod, "measure_remote"):
-        return mod.measure_remote(exe, inputs, rpc)
-    return measure(exe, inputs, min_time_s=min_time_s)
+class _Clock:
+    """A wall-clock budget (None: unlimited)."""
+
+    def __init__(self, seconds: float | None) -> None:
+        self.end = None if seconds is None else time.monotonic() + seconds
+
+    def left(self) -> float | None:
+        return None if self.end is None else max(0.0, self.end - time.monotonic())
+
+
+class _Bench:
+    """Builds candidates of one backend and times them the way users run them (round-robin), or on
+    an RPC tracker's device when ``rpc`` is given (one at a time, by TVM's time_evaluator)."""
+
+    def __init__(self, mod: Any, backend: str, target: Target, inputs: Sequence[np.ndarray], rpc: str | None,
+                 min_time_s: float) -> None:
+        self.mod, self.backend, self.target, self.inputs = mod, backend, target, inputs
+        self.rpc, self.min_time_s = rpc, min_time_s
+        self.build_s = 0.0  # the longest build so far
+        self.call_s = 0.0   # the slowest median call so far
+
+    def build(self, program: Program, options: dict[str, Any]) -> Any:
+        t0 = time.perf_counter()
+        if self.rpc is not None and hasattr(self.mod, "measure_remote"):
+            built = self.mod.build(program, self.target, **options)
+        else:
+            built = user_call(program, self.target, self.backend, self.inputs, **options)
+        self.build_s = max(self.build_s, time.perf_counter() - t0)
+        return built
+
+    def time(self, built: dict[str, Any]) -> dict[str, Timing]:
+        if self.rpc is not None and hasattr(self.mod, "measure_remote"):
+            times = {k: self.mod.measure_remote(exe, self.inputs, self.rpc) for k, exe in built.items()}
+        else:
+            times = measure_interleaved(built, min_time_s=self.min_time_s, rounds=self.rounds)
+        self.call_s = max([self.call_s, *(t.median_ms / 1e3 for t in times.values())])
+        return times
+
+    def reserve_s(self, candidates: int) -> float:
+        """Seconds to keep for one more build, timing ``candidates`` side by side, and the comparison
+        across backends (two more)."""
+        per_sample = max(self.call_s, self.min_time_s / self.rounds)
+        return self.build_s + (candidates + 2) * (self.rounds + 1) * per_sample + 5.0
+
+    @property
+    def rounds(self) -> int:
+        return ROUNDS if self.call_s < 0.2 else 5
 
 
 def tune_program(program: Program, target: str | Target, db: TuningDatabase | str | os.PathLike, *,
                  name: str = "program", backends: Sequence[str] | None = None, trials: int = 64,
-                 rpc: str | None = None, seed: int = 0, min_time_s: float = 0.2,
+                 minutes: float | None = None, rpc: str | None = None, seed: int = 0, min_time_s: float = 0.2,
                  log: Callable[[str], None] = lambda msg: None) -> TuneReport:
     """Tune ``program`` for ``target`` on each backend, store the winners in ``db``, return a report.
 
-    ``trials`` is the schedule-search budget per backend (MetaSchedule trials for TVM). ``rpc`` is
-    ``HOST:PORT:KEY`` of a TVM RPC tracker whose devices measure the candidates.
+    Budget: ``minutes`` of wall-clock time for the whole program when given, else ``trials`` schedule-
+    search trials per backend (MetaSchedule trials for TVM). ``rpc`` is ``HOST:PORT:KEY`` of a TVM RPC
+    tracker whose devices measure the candidates.
     """
+    started = time.monotonic()
     target = parse_target(target)
     db = db if isinstance(db, TuningDatabase) else TuningDatabase(db)
     verify(program)
@@ -116,77 +183,147 @@ def tune_program(program: Program, target: str | Target, db: TuningDatabase | st
     if target.kind != "llvm" and rpc is None:
         raise TuningError(f"tuning for {str(target)!r} measures on that device, and this machine runs only "
                           "llvm here; pass --rpc HOST:PORT:KEY of a TVM RPC tracker that has the device")
+    names.sort(key=_searches)  # backends without a schedule search first: the searches take what is left
+    clock = _Clock(None if minutes is None else minutes * 60)
     inputs = random_inputs(program, seed=seed)
-    results = []
-    for b in names:
+    results, winners, records = [], {}, {}
+    for k, b in enumerate(names):
         res = BackendResult(b)
         results.append(res)
+        t0 = time.monotonic()
         try:
             mod = _backends.get(b)
             if not mod.serves(target):
                 raise TuningError(f"backend {b!r} cannot serve target {str(target)!r}")
-            _tune_backend(mod, b, program, target, db, res, inputs, trials, rpc, seed, min_time_s, log)
+            own = _share(clock.left(), names[k:])
+            bench = _Bench(mod, b, target, inputs, rpc, min_time_s)
+            winners[b] = _tune_backend(mod, b, program, target, db, res, bench, trials, own, seed, log)
+            records[b] = _record(program, target, b, res)
+            res.record_path = str(db.put(records[b]))
         except Exception as e:  # noqa: BLE001 - one backend failing must not lose the others' results
             where = traceback.extract_tb(e.__traceback__)[-1]
             res.error = f"{type(e).__name__}: {e} (at {os.path.basename(where.filename)}:{where.lineno})"
             log(f"[{b}] failed: {res.error}")
             if os.environ.get("NIR_DEBUG"):
                 traceback.print_exc()
-    return TuneReport(name, program.fingerprint(), str(target), results)
+        res.seconds = round(time.monotonic() - t0, 1)
+    if len(winners) > 1 and rpc is None:  # the backends' winners side by side: what backend="auto" decides by
+        log(f"measuring the winners of {', '.join(winners)} side by side")
+        for b, t in _Bench(None, "", target, inputs, None, min_time_s).time(winners).items():
+            res = next(r for r in results if r.backend == b)
+            res.tuned_ms, res.tuned_min_ms = t.median_ms, t.min_ms
+            records[b].times_ms.update(tuned=t.median_ms, tuned_min=t.min_ms)
+            res.record_path = str(db.put(records[b], replace=True))
+    return TuneReport(name, program.fingerprint(), str(target), results, round(time.monotonic() - started, 1))
+
+
+def _share(left: float | None, names: Sequence[str]) -> float | None:
+    """The seconds ``names[0]`` may use of ``left``: backends without a schedule search share
+    `OTHERS_SHARE` of it while a searching one follows (their candidates only need compiling and
+    timing), the searching ones split the rest."""
+    if left is None:
+        return None
+    searchers = [n for n in names if _searches(n)]
+    if not _searches(names[0]):
+        others = len(names) - len(searchers)
+        return left * (OTHERS_SHARE if searchers else 1.0) / others
+    return left / len(searchers)
+
+
+def _searches(backend: str) -> bool:
+    try:
+        return hasattr(_backends.get(backend), "tune")
+    except Exception:  # noqa: BLE001 - unknown or not installed: reported when tuned
+        return False
+
+
+def _record(program: Program, target: Target, b: str, res: BackendResult) -> TuningRecord:
+    return TuningRecord(
+        fingerprint=program.fingerprint(), signature=signature_of(program), target=str(target), backend=b,
+        backend_version=backend_version(b),
+        config={"layout": res.layout, "layouts": res.layouts, "options": res.options,
+                "backend_state": res.backend_state},
+        times_ms={"untuned": res.untuned_ms, "tuned": res.tuned_ms, "untuned_min": res.untuned_min_ms,
+                  "tuned_min": res.tuned_min_ms},
+        candidates=res.candidates, nir_version=backend_version("reference"), statistic=STATISTIC)
+
+
+def _entry(layout: str, options: dict[str, Any], t: Timing | None, **extra: Any) -> dict[str, Any]:
+    out = {"layout": layout, "options": options, **extra}
+    if t is not None:
+        out.update(ms=t.median_ms, min_ms=t.min_ms)
+    return out
 
 
 def _tune_backend(mod: Any, b: str, program: Program, target: Target, db: TuningDatabase, res: BackendResult,
-                  inputs: Sequence[np.ndarray], trials: int, rpc: str | None, seed: int, min_time_s: float,
-                  log: Callable[[str], None]) -> None:
-    def timed(p: Program, **options: Any) -> float:
-        exe = mod.build(p, target, **options)
-        return _measure(mod, exe, inputs, rpc, min_time_s).median_ms
+                  bench: _Bench, trials: int, seconds: float | None, seed: int,
+                  log: Callable[[str], None]) -> Any:
+    """Tune one backend into ``res``; returns the winner's built call (for the side-by-side timing)."""
+    clock = _Clock(seconds)
+    setup = _Clock(None if seconds is None else seconds * (SETUP_SHARE if hasattr(mod, "tune") else 1.0))
+    log(f"[{b}] building the untuned program" + ("" if seconds is None else f" (budget {seconds:.0f} s)"))
+    untuned = bench.build(program, {})
+    best: dict[str, Any] = {"label": "logical", "layout": "logical", "layouts": {}, "options": {}, "built": untuned}
 
-    log(f"[{b}] measuring the untuned build")
-    res.untuned_ms = timed(program)
-    best = {"ms": res.untuned_ms, "layout": "logical", "layouts": {}, "options": {}, "state": None}
-    res.candidates.append({"layout": "logical", "options": {}, "ms": res.untuned_ms})
-    for cand in layout_candidates(program)[1:]:
-        log(f"[{b}] layout {cand.name}")
-        try:
-            ms = timed(apply_layouts(program, cand.layouts))
-        except Exception as e:  # noqa: BLE001 - a candidate that fails to build is recorded, not fatal
-            res.candidates.append({"layout": cand.name, "options": {}, "error": f"{type(e).__name__}: {e}"})
-            continue
-        res.candidates.append({"layout": cand.name, "options": {}, "ms": ms})
-        if ms < best["ms"]:
-            best.update(ms=ms, layout=cand.name, layouts={str(k): list(v) for k, v in cand.layouts.items()})
+    def stage(cands: dict[str, tuple[Program, dict[str, Any], dict[str, Any]]], what: str) -> None:
+        """Build and time ``cands`` ({label: (program, options, config)}) against the best so far."""
+        built = {best["label"]: best["built"]}
+        for label, (p, opts, _) in cands.items():
+            if setup.left() is not None and setup.left() < bench.build_s:
+                res.candidates.append(_entry(cands[label][2]["layout"], opts, None, skipped="out of time"))
+                continue
+            log(f"[{b}] {what} {label}")
+            try:
+                built[label] = bench.build(p, opts)
+            except Exception as e:  # noqa: BLE001 - a candidate that fails to build is recorded, not fatal
+                res.candidates.append(_entry(cands[label][2]["layout"], opts, None, error=f"{type(e).__name__}: {e}"))
+        if len(built) == 1:
+            return
+        times = bench.time(built)
+        for label, t in times.items():
+            layout_, opts_ = (cands[label][2]["layout"], cands[label][1]) if label in cands else (best["layout"],
+                                                                                                 best["options"])
+            res.candidates.append(_entry(layout_, opts_, t))
+        top = min(times, key=lambda k: times[k].median_ms)
+        if top != best["label"]:
+            best.update(label=top, built=built[top], **cands[top][2])
+
+    stage({c.name: (apply_layouts(program, c.layouts), {}, {"layout": c.name, "layouts":
+           {str(k): list(v) for k, v in c.layouts.items()}}) for c in layout_candidates(program)[1:]}, "layout")
+    layout = best["label"]
     laid_out = apply_layouts(program, best["layouts"])
-    for opts in getattr(mod, "tuning_options", lambda t: [])(target):
-        log(f"[{b}] options {json.dumps(opts, sort_keys=True)}")
-        try:
-            ms = timed(laid_out, **opts)
-        except Exception as e:  # noqa: BLE001
-            res.candidates.append({"layout": best["layout"], "options": opts, "error": f"{type(e).__name__}: {e}"})
-            continue
-        res.candidates.append({"layout": best["layout"], "options": opts, "ms": ms})
-        if ms < best["ms"]:
-            best.update(ms=ms, options=opts)
-    if hasattr(mod, "tune") and trials > 0:
+    opts_cands = {json.dumps(o, sort_keys=True): (laid_out, o, {"layout": layout, "options": o})
+                  for o in getattr(mod, "tuning_options", lambda t: [])(target)}
+    stage(opts_cands, "options")
+    final = {"untuned": untuned}
+    if best["built"] is not untuned:
+        final["best"] = best["built"]
+    left, state, search_entry = clock.left(), None, {}
+    if hasattr(mod, "tune") and (trials > 0 if left is None else left > bench.reserve_s(3) + 10):
         work_dir = db.backend_dir(b, str(target))
-        log(f"[{b}] schedule search: {trials} trials in {work_dir}")
+        search_s = None if left is None else left - bench.reserve_s(3)
+        log(f"[{b}] schedule search in {work_dir}: "
+            + (f"{trials} trials" if search_s is None else f"{search_s:.0f} s"))
         t0 = time.perf_counter()
-        mod.tune(laid_out, target, work_dir=work_dir, trials=trials, rpc=rpc, seed=seed, log=log)
-        ms = timed(laid_out, tuning_db=str(work_dir), **best["options"])
-        res.candidates.append({"layout": best["layout"], "options": best["options"], "schedules": "searched",
-                               "ms": ms, "search_s": round(time.perf_counter() - t0, 1)})
-        if ms < best["ms"]:
-            best.update(ms=ms, state=os.path.relpath(work_dir, db.path))
-    res.tuned_ms, res.layout, res.options = best["ms"], best["layout"], best["options"]
-    record = TuningRecord(
-        fingerprint=program.fingerprint(), signature=signature_of(program), target=str(target), backend=b,
-        backend_version=backend_version(b),
-        config={"layout": best["layout"], "layouts": best["layouts"], "options": best["options"],
-                "backend_state": best["state"]},
-        times_ms={"untuned": res.untuned_ms, "tuned": best["ms"]}, candidates=res.candidates,
-        nir_version=backend_version("reference"))
-    res.record_path = str(db.put(record))
-    log(f"[{b}] {res.untuned_ms:.3f} ms -> {best['ms']:.3f} ms ({best['layout']}); record {res.record_path}")
+        res.search = mod.tune(laid_out, target, work_dir=work_dir, trials=trials, seconds=search_s, rpc=bench.rpc,
+                              seed=seed, inputs=bench.inputs, executable=getattr(best["built"], "executable", None),
+                              log=log)
+        final["searched"] = bench.build(laid_out, {**best["options"], "tuning_db": str(work_dir)})
+        search_entry = {"schedules": "searched", "search_s": round(time.perf_counter() - t0, 1)}
+        state = os.path.relpath(work_dir, db.path)
+    log(f"[{b}] measuring {', '.join(final)} side by side")
+    times = bench.time(final)
+    if "searched" in times:
+        res.candidates.append(_entry(best["layout"], best["options"], times["searched"], **search_entry))
+    top = min(times, key=lambda k: times[k].median_ms)
+    if top == "untuned":
+        best.update(layout="logical", layouts={}, options={})
+    res.untuned_ms, res.untuned_min_ms = times["untuned"].median_ms, times["untuned"].min_ms
+    res.tuned_ms, res.tuned_min_ms = times[top].median_ms, times[top].min_ms
+    res.layout, res.layouts, res.options = best["layout"], best["layouts"], best["options"]
+    res.backend_state = state if top == "searched" else None
+    log(f"[{b}] {res.untuned_ms:.3f} ms -> {res.tuned_ms:.3f} ms ({res.layout}, options {json.dumps(res.options)})")
+    return final[top]
 
 
 def config_for(program: Program, target: Target, db_path: str | os.PathLike, backend: str | None

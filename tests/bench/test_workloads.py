@@ -24,13 +24,16 @@ def test_both_sizes_trace_with_every_input_named(name):
         inputs = w.make_inputs(size, 0)
         assert all(None not in x.names for x in inputs)
         program = nir.trace(w.fn, *inputs).program
-        assert len(program.outputs) == 1
+        # a train step returns the loss and the updated parameters (half of the state after batch and target)
+        assert len(program.outputs) == (1 + (len(inputs) - 2) // 2 if w.family == "training" else 1)
 
 
 def test_registry_has_the_issue_workloads():
     assert {"normalize_nchw", "normalize_nhwc", "lenet5", "mlp", "attention", "conv3x3", "layer_norm", "softmax",
             "rnn", "rnn_scan", "rnn_scan_512", "rnn_512"} <= set(WORKLOADS)
-    assert all(set(WORKLOADS[n].peers) == {"numpy", "torch", "jax"} for n in DEFAULT)
+    assert {"mlp_train", "lenet5_train", "attention_train"} <= set(WORKLOADS)
+    assert all(set(WORKLOADS[n].peers) == ({"torch", "jax"} if WORKLOADS[n].family == "training"
+                                           else {"numpy", "torch", "jax"}) for n in DEFAULT)
 
 
 def test_select_takes_names_and_families():
@@ -50,3 +53,12 @@ def test_select_names_the_choices_for_an_unknown_workload():
 def test_unknown_size_is_refused():
     with pytest.raises(ValueError, match="unknown size 'huge'; sizes are small, full"):
         WORKLOADS["mlp"].make_inputs("huge", 0)
+
+
+def test_intermediate_bytes_count_a_scan_body_once():
+    from nir.bench.variants import program_bytes
+    from nir.bench.workloads.rnn import inputs_for, rnn_scan
+    short = nir.trace(rnn_scan, *inputs_for(16)("small", 0)).program
+    long = nir.trace(rnn_scan, *inputs_for(512)("small", 0)).program
+    assert program_bytes(short) == program_bytes(long)  # one step's values, whatever T
+    assert program_bytes(short)[1] > 0

@@ -66,8 +66,8 @@ def test_lookup_sorts_backends_fastest_first(tmp_path) -> None:
 @pytest.mark.parametrize("content,reason", [
     ("{not json", "Expecting property name"),
     ('{"format": "something-else"}', "not a nir tuning record"),
-    ('{"format": "nir-tuning-record", "version": 0}', "format version 0"),
-    ('{"format": "nir-tuning-record", "version": 1, "backend": "x"}', "missing fields"),
+    ('{"format": "nir-tuning-record", "version": 1}', "format version 1"),
+    ('{"format": "nir-tuning-record", "version": 2, "backend": "x"}', "missing fields"),
 ])
 def test_bad_files_are_reported_and_skipped(tmp_path, content, reason) -> None:
     db = TuningDatabase(tmp_path)

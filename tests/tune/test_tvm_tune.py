@@ -100,6 +100,12 @@ def test_tuning_through_an_rpc_tracker(tmp_path, tracker) -> None:
     (res,) = report.results
     assert res.error is None, res.error
     assert res.untuned_ms > 0 and res.tuned_ms > 0 and res.record_path
+    f = nir.compile(mm, backend="tvm", tuning=tmp_path)  # the remotely tuned schedules, applied here
+    rng = np.random.default_rng(1)
+    a, b = (nir.tensor(rng.standard_normal(s.shape).astype(np.float32), names=s.names) for s in SPECS)
+    got = f(a, b)
+    assert f.tuned
+    np.testing.assert_allclose(got.numpy(), mm(a, b).numpy(), rtol=1e-4, atol=1e-4)
 
 
 def test_bad_rpc_address() -> None:
@@ -107,3 +113,22 @@ def test_bad_rpc_address() -> None:
     from nir.backends import BackendError
     with pytest.raises(BackendError, match="HOST:PORT:KEY"):
         parse_rpc("localhost:nine")
+
+
+def test_tuning_twice_in_one_process_with_an_unnamed_handler_on_metaschedules_logger(tmp_path) -> None:
+    # pytest 9 attaches its (unnamed) capture handlers to every non-propagating logger, and MetaSchedule
+    # sets its own logger not to propagate; its logging set-up, run again by a second tuning, listed the
+    # handlers by name and crashed on None. nir gives tuning contexts loggers of its own instead.
+    import logging
+
+    from nir.backends.tvm.tune import tune
+    logger = logging.getLogger("tvm.s_tir.meta_schedule")
+    handler, propagate = logging.StreamHandler(), logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        for d in ("first", "second"):
+            assert tune(program(), "llvm", work_dir=tmp_path / d, trials=2)["tuned"] == 1
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate

@@ -55,7 +55,7 @@ def _workload(m: ZooModel, batch: int | None) -> Workload:
         "{B: %d, T} token ids (128 full, 16 small)" % TEXT_BATCH
     return Workload(f"{m.name}_b{batch}" if batch else m.name, "zoo", _program(m), _inputs(m, batch or TEXT_BATCH),
                     {"torch": _torch(m)}, f"{m.name} ({m.library}, random weights) on {shape}",
-                    rtol=m.rtol, atol=m.rtol, default=False)
+                    rtol=m.rtol, atol=5 * m.rtol, default=False)  # outputs of scale 1 to 60
 
 
 WORKLOADS = [_workload(m, b) for m in MODELS.values() for b in (VISION_BATCHES if m.vision else (None,))]

@@ -13,7 +13,10 @@ Random weights can make a comparison pass trivially: a zero-initialized head (Vi
 networks whose trained batch-norm statistics keep activations at unit scale shrink them towards zero
 when those statistics are the defaults (MobileNetV3 and EfficientNet-B0 output ~1e-10). So `liven`
 re-initializes all-zero weights and sets every batch norm's running statistics from the model's own
-activations on a seeded calibration batch, as training would; outputs are then of order one.
+activations on seeded calibration batches at the size it will run at, as training would; outputs are
+then of order one. A channel that is (nearly) constant on those batches would get a variance near 0
+and amplify rounding errors a millionfold (EfficientNet's late depthwise convolutions at 32x32), so
+no variance is left below 1% of its layer's mean.
 """
 
 from __future__ import annotations
@@ -112,9 +115,9 @@ def example_input(m: ZooModel, size: str, batch: int, seed: int) -> Any:
     return torch.randint(0, VOCAB, (batch, TEXT_TOKENS[size]), generator=g)
 
 
-def liven(module: Any, m: ZooModel) -> Any:
-    """``module`` with no all-zero weight and with batch-norm statistics from its own activations (see the
-    module docstring); in eval mode."""
+def liven(module: Any, m: ZooModel, size: str = "small") -> Any:
+    """``module`` with no all-zero weight and with batch-norm statistics from its own activations at
+    ``size`` (see the module docstring); in eval mode."""
     import torch
     g = torch.Generator().manual_seed(WEIGHT_SEED + 1)
     with torch.no_grad():
@@ -128,18 +131,20 @@ def liven(module: Any, m: ZooModel) -> Any:
                 b.momentum = None  # a plain average over the calibration batches
             module.train()
             for _ in range(2):
-                module(example_input(m, "small", 4, int(torch.randint(0, 2**31 - 1, (), generator=g))))
+                module(example_input(m, size, 8, int(torch.randint(0, 2**31 - 1, (), generator=g))))
+            for b in norms:
+                b.running_var.clamp_(min=0.01 * float(b.running_var.mean()))
     return module.eval()
 
 
 @functools.lru_cache(maxsize=None)
 def model(name: str, size: str) -> Any:
-    """Zoo model ``name`` at ``size`` (only ViT's differs between sizes), built with seeded random weights,
-    livened, in eval mode. Cached: one instance per process."""
+    """Zoo model ``name`` for inputs of ``size``, built with seeded random weights (the same at both sizes,
+    but for ViT's small configuration), livened at that size, in eval mode. Cached: one per process."""
     import torch
     m = MODELS[name]
     torch.manual_seed(WEIGHT_SEED)
-    return liven(m.build(size), m)
+    return liven(m.build(size), m, size)
 
 
 def output_of(m: ZooModel, out: Any) -> Any:

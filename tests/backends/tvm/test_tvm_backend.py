@@ -9,8 +9,11 @@ for float16/bfloat16 (as the reference does), so low precision needs no extra sl
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -149,13 +152,22 @@ SCHEDULED = {
                             "transpose"),
     "batched": (one("contract", [T({"B": 4, "M": 32, "K": 16}), T({"B": 4, "K": 16, "N": 64})], over=("K",)),
                 "contraction"),
-    "matvec": (one("contract", [T({"M": 256, "K": 128}), T({"K": 128})], over=("K",)), "generic"),
+    "matmul-prime-rows": (one("contract", [T({"M": 197, "K": 64}), T({"K": 64, "N": 48})], over=("K",)),
+                          "contraction"),  # ViT's 197 tokens: rows padded to a whole tile
+    "matmul-long-k": (one("contract", [T({"M": 20, "K": 768}), T({"K": 768, "N": 64})], over=("K",)),
+                      "contraction"),  # K blocked
+    "batched-prime": (one("contract", [T({"B": 3, "M": 37, "K": 16}), T({"B": 3, "K": 16, "N": 37})], over=("K",)),
+                      "contraction"),  # Q.K^T at 197 tokens, smaller: both output dims padded
+    "row-vector": (one("contract", [T({"K": 96}), T({"K": 96, "N": 1000})], over=("K",)), "contraction"),
+    "matvec": (one("contract", [T({"M": 256, "K": 128}), T({"K": 128})], over=("K",)), "row_reduction"),
     "conv-nchw": (one("conv2d", [T({"N": 2, "C": 16, "H": 20, "W": 20}), T({"O": 32, "C": 16, "H": 3, "W": 3})],
                       stride=(1, 1), padding=(1, 1), groups=1, **CONV), "contraction"),
     "conv-nhwc": (one("conv2d", [T({"N": 2, "H": 20, "W": 20, "C": 16}), T({"H": 3, "W": 3, "C": 16, "O": 32})],
                       stride=(1, 1), padding=(1, 1), groups=1, **CONV), "contraction"),
     "conv-stride2": (one("conv2d", [T({"N": 1, "C": 8, "H": 33, "W": 31}), T({"O": 16, "C": 8, "H": 5, "W": 5})],
                          stride=(2, 2), padding=(2, 1), groups=1, **CONV), "contraction"),
+    "conv-prime-channels": (one("conv2d", [T({"N": 2, "C": 4, "H": 9, "W": 16}), T({"O": 37, "C": 4, "H": 3, "W": 3})],
+                                stride=(1, 1), padding=(1, 1), groups=1, **CONV), "contraction"),  # no row tile
     "conv-groups": (one("conv2d", [T({"N": 1, "C": 16, "H": 24, "W": 24}), T({"O": 32, "C": 4, "H": 3, "W": 3})],
                         stride=(1, 1), padding=(1, 1), groups=4, **CONV), "contraction"),
     "softmax": (one("softmax", [T({"B": 64, "D": 256})], dim="D"), "row_reduction"),
@@ -376,10 +388,10 @@ def test_read_only_numpy_inputs(matmul_exe):
 
 def test_aligned_contiguous_numpy_inputs_are_not_copied():
     a = _aligned(np.arange(64 * 48, dtype=np.float32).reshape(64, 48))
-    t = build_module._to_tvm(a, build_module.Signature(("A", "B"), (64, 48), "float32"), 0, tvm.cpu())
+    t = build_module.to_tvm(a, build_module.Signature(("A", "B"), (64, 48), "float32"), 0, tvm.cpu())
     assert np.from_dlpack(t).ctypes.data == a.ctypes.data
     m = _misaligned(a)
-    t = build_module._to_tvm(m, build_module.Signature(("A", "B"), (64, 48), "float32"), 0, tvm.cpu())
+    t = build_module.to_tvm(m, build_module.Signature(("A", "B"), (64, 48), "float32"), 0, tvm.cpu())
     assert np.from_dlpack(t).ctypes.data % 64 == 0
 
 
@@ -443,8 +455,39 @@ def test_cuda_target_arch():
     assert not backend.serves(parse_target("tpu"))
 
 
+_THREADS_PROBE = """
+import json, os, sys
+import numpy as np
+import nir, tvm
+from nir.target import parse_target
+p = nir.trace(lambda x: (x * 2.0).sum("C"), nir.spec(N=64, C=64)).program
+nir.backends.get("tvm").build(p, parse_target(sys.argv[1]))(np.ones((64, 64), np.float32))
+print(json.dumps({"env": os.environ["TVM_NUM_THREADS"], "threads": tvm.runtime.num_threads()}))
+"""
+
+
+def _threads_in_a_fresh_process(target: str, tvm_num_threads: str | None) -> dict:
+    """TVM's thread count after one run, in a process whose environment this test sets (TVM reads it once)."""
+    env = {k: v for k, v in os.environ.items() if k != "TVM_NUM_THREADS"}
+    if tvm_num_threads is not None:
+        env["TVM_NUM_THREADS"] = tvm_num_threads
+    run = subprocess.run([sys.executable, "-c", _THREADS_PROBE, target], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
 def test_tvm_uses_every_core_unless_told_otherwise():
-    assert os.environ["TVM_NUM_THREADS"] == str(build_module._cores()) or build_module._USER_THREADS
+    cores = str(build_module._cores())
+    assert _threads_in_a_fresh_process("llvm", None) == {"env": cores, "threads": int(cores)}
+
+
+def test_num_cores_option_sets_the_thread_count():
+    assert _threads_in_a_fresh_process("llvm -num-cores=1", None)["threads"] == 1
+
+
+def test_tvm_num_threads_set_by_the_user_wins_over_num_cores():
+    assert _threads_in_a_fresh_process(f"llvm -num-cores={build_module._cores()}", "1") == {"env": "1", "threads": 1}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -508,3 +551,15 @@ def test_calling_cuda_code_without_a_gpu_raises(cuda_export):
         exe(*random_inputs(program))
     with pytest.raises(BackendError, match="no CUDA device"):
         backend.load(path, manifest)
+
+
+@pytest.mark.parametrize("width,stride", [(28, 1), (14, 2), (7, 1)])
+def test_nchw_conv_output_width_is_padded_to_whole_vectors(width, stride):
+    """28 -> 32 columns (14 -> 16 and 7 -> 8 likewise), computed then sliced: same results."""
+    program = one("conv2d", [T({"N": 2, "C": 8, "H": 5, "W": width * stride}), T({"O": 16, "C": 8, "H": 3, "W": 3})],
+                  stride=(stride, stride), padding=(1, 1), groups=1, **CONV)
+    exe = check(program)
+    lanes = schedule_module.lanes(backend.tvm_target(parse_target("llvm")), "float32")
+    padded = -(-width // lanes) * lanes if width >= lanes else -(-width // (lanes // 2)) * (lanes // 2)
+    assert f"T.int64({padded})" in exe.backend_ir("tir") and "strided_slice" in exe.backend_ir("tir")
+    assert "contraction" in exe.schedules.values()

@@ -247,5 +247,32 @@ def test_sharding_on_8_host_devices():
     """sharded_cases.py under XLA_FLAGS=--xla_force_host_platform_device_count=8, in a fresh process."""
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(HERE / "sharded_cases.py")]
-    run = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+    run = subprocess.run(cmd + ["-rs"], env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
+    summary = run.stdout.strip().splitlines()[-1]
+    # the flag gives every CPU 8 host devices: a skipped case means the cases did not run at all
+    assert re.search(r"\d+ passed", summary) and "skipped" not in summary, run.stdout[-3000:]
+
+
+GROUPED = [  # (x dims, weight dims, groups, stride, padding, dilation): depthwise NCHW, NHWC, channel
+    # multiplier 2, no batch; 2 and 4 input channels per group
+    ({"N": 2, "C": 6, "H": 9, "W": 8}, {"O": 6, "C": 1, "H": 3, "W": 3}, 6, (2, 2), (1, 1), (1, 1)),
+    ({"N": 2, "H": 9, "W": 8, "C": 6}, {"H": 5, "W": 5, "C": 1, "O": 6}, 6, (1, 1), (2, 2), (1, 1)),
+    ({"N": 1, "C": 3, "H": 8, "W": 8}, {"O": 6, "C": 1, "H": 3, "W": 2}, 3, (1, 2), (0, 1), (2, 1)),
+    ({"C": 4, "H": 6, "W": 5}, {"O": 4, "C": 1, "H": 3, "W": 3}, 4, (1, 1), (1, 1), (1, 1)),
+    ({"N": 2, "C": 8, "H": 7, "W": 6}, {"O": 12, "C": 2, "H": 3, "W": 3}, 4, (1, 1), (1, 1), (1, 1)),
+    ({"N": 1, "H": 6, "W": 6, "C": 8}, {"C": 4, "O": 4, "H": 3, "W": 3}, 2, (2, 1), (1, 0), (1, 1)),
+]
+
+
+@pytest.mark.parametrize("case", range(len(GROUPED)))
+def test_grouped_conv_with_few_channels_per_group_is_slices_not_xla_grouped_conv(case):
+    xd, wd, groups, stride, padding, dilation = GROUPED[case]
+    b = Builder()
+    x, w = b.input(T(xd)), b.input(T(wd))
+    program = b.build([b.add("conv2d", [x, w], channels="C", out_channels="O", spatial=("H", "W"), stride=stride,
+                             padding=padding, dilation=dilation, groups=groups)])
+    inputs = random_inputs(program, seed=case)
+    exe = xla.build(program, "llvm")
+    assert_close(exe(*inputs), interpret(program, *inputs), "float32")
+    assert "convolution" not in exe.backend_ir("optimized_hlo")

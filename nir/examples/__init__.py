@@ -1,0 +1,1 @@
+"""Runnable examples that use nir end to end (``nir train-digits``)."""
