@@ -19,8 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["initialize", "shutdown", "is_initialized", "ProcessInfo", "DistributedError", "ENV_COORDINATOR",
-           "ENV_NUM_PROCESSES", "ENV_PROCESS_ID", "ENV_LOCAL_DEVICES"]
+__all__ = ["initialize", "shutdown", "is_initialized", "info", "launched", "ProcessInfo", "DistributedError",
+           "ENV_COORDINATOR", "ENV_NUM_PROCESSES", "ENV_PROCESS_ID", "ENV_LOCAL_DEVICES"]
 
 # set by `nir launch` for each process it starts; read by `initialize` for the arguments not given
 ENV_COORDINATOR = "NIR_COORDINATOR_ADDRESS"
@@ -86,6 +86,20 @@ def is_initialized() -> bool:
     if not installed("jax"):
         return False
     return _impl().is_initialized()
+
+
+def info() -> ProcessInfo:
+    """This process's `ProcessInfo`: its id, the number of processes and the device counts (one process
+    with its own devices when `initialize` was not called). Starts JAX's devices, so in a multi-process
+    run call it after `initialize`."""
+    return _impl().info()
+
+
+def launched() -> bool:
+    """Whether `nir launch` started this process (its variables are set): the script should then call
+    `initialize()` before anything else."""
+    import os
+    return os.environ.get(ENV_PROCESS_ID) is not None
 
 
 def shutdown() -> None:

@@ -24,7 +24,6 @@ version, mesh, number of processes), beside the tuner's other records.
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import itertools
 import json
@@ -35,14 +34,14 @@ import re
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping
 
-import numpy as np
 
 from ..ir import Program, verify
 from ..target import Target, parse_target
 from ..testing import random_inputs
 from .database import signature_of
+from .measure import UserCall, measure_interleaved
 
 __all__ = ["ShardCandidate", "ShardRecord", "ShardReport", "shard_dims", "shard_candidates", "tune_shard",
            "shard_for", "parse_mesh", "COLLECTIVES"]
@@ -216,33 +215,6 @@ def _collectives(hlo: str) -> dict[str, int]:
     return {c: n for c, n in counts.items() if n}
 
 
-def _time_together(calls: Sequence[Callable[[], Any]], min_time_s: float, rounds: int) -> list[list[float]]:
-    """Per-call milliseconds of each call, ``rounds`` samples each, round-robin with the order rotating.
-    Every process makes the same number of calls (process 0 decides how many): each call of a program
-    sharded across processes waits in its collectives for all of them."""
-    from ..backends.xla.distributed import broadcast_from_main
-    probe = []
-    for call in calls:
-        call()
-        t0 = time.perf_counter()
-        call()
-        probe.append(time.perf_counter() - t0)
-    counts = [max(1, math.ceil(min_time_s / rounds / max(p, 1e-6))) for p in broadcast_from_main(probe)]
-    samples: list[list[float]] = [[] for _ in calls]
-    gc.collect()
-    gc.disable()
-    try:
-        for r in range(rounds):
-            for i in [*range(r % len(calls), len(calls)), *range(r % len(calls))]:
-                t0 = time.perf_counter()
-                for _ in range(int(counts[i])):
-                    calls[i]()
-                samples[i].append((time.perf_counter() - t0) * 1e3 / counts[i])
-    finally:
-        gc.enable()
-    return samples
-
-
 def tune_shard(program: Program, target: Target | str, db: str | os.PathLike, mesh: Mapping[str, int], *,
                name: str = "program", batch: str | None = None, min_time_s: float = 2.0, rounds: int = 7,
                seed: int = 0, log: Callable[[str], None] = lambda msg: None) -> ShardReport:
@@ -264,7 +236,7 @@ def tune_shard(program: Program, target: Target | str, db: str | os.PathLike, me
     inputs = random_inputs(program, seed=seed)  # the same in every process: whole inputs, as a user passes
     tensors = [from_array(a, names=v.type.user_names) for a, v in zip(inputs, program.inputs)]
     rows: list[dict[str, Any]] = []
-    calls: list[Callable[[], Any]] = []
+    calls: dict[str, Callable[[], Any]] = {}
     for cand in shard_candidates(program, mesh, batch):
         row: dict[str, Any] = {"label": cand.label, "shard": cand.option()}
         rows.append(row)
@@ -277,14 +249,14 @@ def tune_shard(program: Program, target: Target | str, db: str | os.PathLike, me
             continue
         hlo = compiled.backend_ir("optimized_hlo")
         row["collectives"] = _collectives(hlo)
-        row["_call"] = len(calls)
-        calls.append(lambda c=compiled: c(*tensors))
+        calls[cand.label] = UserCall(compiled, tensors)
     log(f"[shard] timing {len(calls)} candidates round-robin")
-    samples = _time_together(calls, min_time_s, rounds) if calls else []
+    # a call sharded across processes waits in its collectives for all of them: every process makes as many
+    timings = measure_interleaved(calls, min_time_s=min_time_s, rounds=rounds, agree=broadcast_from_main) \
+        if calls else {}
     for row in rows:
-        if "_call" in row:
-            s = samples[row.pop("_call")]
-            row.update(ms=float(np.median(s)), min_ms=float(np.min(s)))
+        if row["label"] in timings:
+            row.update(timings[row["label"]].to_json())
     if not calls:
         raise ValueError(f"no shard map of the program fits mesh {mesh}: " +
                          "; ".join(f"{r['label']}: {r['skipped']}" for r in rows))
@@ -348,13 +320,13 @@ def main_mesh(program: Program, name: str, args: Any) -> int:
     import sys
 
     from ..backends import BackendError
-    from ..distributed import ENV_PROCESS_ID, initialize
+    from ..distributed import initialize, launched
     try:
         mesh = parse_mesh(args.mesh)
     except ValueError as e:
         print(f"nir tune: {e}", file=sys.stderr)
         return 2
-    if os.environ.get(ENV_PROCESS_ID) is not None:
+    if launched():
         initialize()
     log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if not args.json else (lambda msg: None)
     try:
