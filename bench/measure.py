@@ -13,7 +13,6 @@ its peak resident set after the imports and inputs (the baseline) and after buil
 
 from __future__ import annotations
 
-import gc
 import json
 import math
 import os
@@ -21,9 +20,11 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 import numpy as np
+
+from nir.tune.measure import round_robin
 
 __all__ = ["Stats", "stats", "first_call", "calibrate", "round_robin", "Memory", "measure_memory", "MAX_CALLS"]
 
@@ -70,32 +71,6 @@ def calibrate(call: Callable[[], Any], warmup: int, sample_s: float) -> int:
         call()
         times.append(time.perf_counter() - t0)
     return max(1, min(MAX_CALLS, math.ceil(sample_s / max(min(times), 1e-9))))
-
-
-def round_robin(calls: Mapping[str, Callable[[], Any]], counts: Mapping[str, int], rounds: int,
-                on_round: Callable[[], None] | None = None) -> dict[str, list[float]]:
-    """``rounds`` samples per variant, interleaved; each sample is the mean time of ``counts[name]``
-    back-to-back calls. ``on_round`` is called after each round (for a progress bar)."""
-    names = list(calls)
-    samples: dict[str, list[float]] = {n: [] for n in names}
-    enabled = gc.isenabled()
-    gc.collect()
-    gc.disable()
-    try:
-        for r in range(rounds):
-            k = r % len(names) if names else 0
-            for name in names[k:] + names[:k]:
-                call, n = calls[name], counts[name]
-                t0 = time.perf_counter()
-                for _ in range(n):
-                    call()
-                samples[name].append((time.perf_counter() - t0) / n)
-            if on_round is not None:
-                on_round()
-    finally:
-        if enabled:
-            gc.enable()
-    return samples
 
 
 @dataclass

@@ -9,7 +9,9 @@ What an artifact is: a TVM artifact holds native code (``model.so``) that `load`
 so it must come from a source you trust, like any shared library or pickle. An XLA artifact holds
 serialized StableHLO (`jax.export`), which XLA compiles on load; a reference artifact holds nir program
 text. The hashes catch a missing, truncated, swapped or extra file — an accident or a careless copy —
-not a forger, who would rewrite the manifest as well.
+not a forger, who would rewrite the manifest as well. `load` reads every file once into a private
+directory, hashing the bytes it copies, and loads from that copy: a file replaced between the check
+and the load cannot slip in.
 
 Writing is atomic: files go into a hidden sibling directory, the manifest last, and the directory is
 renamed into place; a killed export leaves the previous artifact (or nothing) at the path.
@@ -23,6 +25,7 @@ import os
 import pathlib
 import secrets
 import shutil
+import tempfile
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -209,6 +212,19 @@ def verify_files(path: str | os.PathLike, manifest: Mapping[str, Any]) -> None:
 # loading
 # ---------------------------------------------------------------------------------------------
 
+def _private_copy(path: pathlib.Path, manifest: Mapping[str, Any], into: pathlib.Path) -> None:
+    """Copy the artifact's listed files into ``into`` (a directory only this process can read), checking
+    the SHA-256 of the very bytes copied: what is loaded from ``into`` is what was verified."""
+    for rel, want in manifest["contents"].items():
+        data = (path / rel).read_bytes()
+        if hashlib.sha256(data).hexdigest() != want["sha256"]:
+            raise ArtifactError(f"{path / rel} changed while it was being loaded (it no longer matches its SHA-256 "
+                                "in the manifest): another process is writing the artifact; load it again when "
+                                "the export has finished")
+        dest = into / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(data)
+
 class Loaded(Dispatch):
     """An exported artifact, loaded: call it with NamedTensors (or plain arrays, which take the names of
     the exported signature they match); it dispatches by signature like the function it came from."""
@@ -277,8 +293,9 @@ class Loaded(Dispatch):
 def load(path: str | os.PathLike) -> Loaded:
     """Load an artifact written by `Compiled.export`. Every file is checked against the manifest's
     sizes and SHA-256 hashes before any library is loaded (ArtifactError names a missing, truncated,
-    replaced or extra file). Loading needs the backend's runtime, not the tracer. A TVM artifact is
-    native code: load only artifacts from a source you trust."""
+    replaced or extra file), and what is loaded is a private copy of the bytes that were hashed. Loading
+    needs the backend's runtime, not the tracer. A TVM artifact is native code: load only artifacts from
+    a source you trust."""
     from . import backends as _backends
     path = pathlib.Path(path)
     manifest = read_manifest(path)
@@ -288,15 +305,20 @@ def load(path: str | os.PathLike) -> Loaded:
         if missing:
             raise ArtifactError(f"{path / MANIFEST} is corrupt: signature {i} has no {', '.join(missing)}; "
                                 "export the program again")
-    entries = []
-    for sig in manifest["signatures"]:
-        mod = _backends.get(sig["backend"])
-        exe = mod.load(path, sig)
-        program = getattr(exe, "program", None)
-        if program is None:
-            program = parse_program((path / sig["files"]["program"]).read_text())
-        types = [TensorType(tuple(zip(s["names"], s["shape"])), s["dtype"]) for s in sig["inputs"]]
-        specs = tuple(Spec(t.user_names, t.shape, t.dtype) for t in types)
-        padding = Padding.from_json(sig["padding"]) if sig.get("padding") else None
-        entries.append(Entry(specs, program, _decode(sig["structure"]), exe, sig["backend"], padding=padding))
+    with tempfile.TemporaryDirectory(prefix="nir-load-") as tmp:  # mode 0700; libraries stay mapped after removal
+        private = pathlib.Path(tmp)
+        _private_copy(path, manifest, private)
+        entries = [_load_entry(private, sig, _backends.get(sig["backend"])) for sig in manifest["signatures"]]
     return Loaded(path, manifest, entries)
+
+
+def _load_entry(path: pathlib.Path, sig: Mapping[str, Any], mod: Any) -> Entry:
+    """One signature of a verified artifact copy at ``path``, loaded by its backend module ``mod``."""
+    exe = mod.load(path, sig)
+    program = getattr(exe, "program", None)
+    if program is None:
+        program = parse_program((path / sig["files"]["program"]).read_text())
+    types = [TensorType(tuple(zip(s["names"], s["shape"])), s["dtype"]) for s in sig["inputs"]]
+    specs = tuple(Spec(t.user_names, t.shape, t.dtype) for t in types)
+    padding = Padding.from_json(sig["padding"]) if sig.get("padding") else None
+    return Entry(specs, program, _decode(sig["structure"]), exe, sig["backend"], padding=padding)

@@ -493,13 +493,13 @@ def load(path: pathlib.Path, manifest: dict[str, Any]) -> TVMExecutable:
         raise BackendError(f"{lib_path} is missing; export the program again")
     target = parse_target(manifest["target"])
     if target.kind == "cuda" and not tvm.cuda().exist:
-        raise BackendError(f"{path} was built for {manifest['target']!r}, but this machine has no CUDA device "
+        raise BackendError(f"the artifact was built for {manifest['target']!r}, but this machine has no CUDA device "
                            "(tvm.cuda().exist is False); load it on a machine with an NVIDIA GPU")
     built_for = tvm.target.Target(manifest["tvm_target"]) if manifest.get("tvm_target") else None
     if target.kind == "llvm" and built_for is not None and "mcpu" in built_for.attrs:
         here = tvm.target.codegen.llvm_get_system_cpu()
         if str(built_for.attrs["mcpu"]) != here:
-            warnings.warn(f"{path} was compiled for CPU {built_for.attrs['mcpu']}, this one is {here}: it may "
+            warnings.warn(f"the artifact was compiled for CPU {built_for.attrs['mcpu']}, this one is {here}: it may "
                           "stop on an illegal instruction. Rebuild it here, or build it with -mcpu= naming the "
                           "oldest CPU it must run on", RuntimeWarning, stacklevel=2)
     library = tvm.runtime.load_module(str(lib_path))

@@ -55,7 +55,7 @@ from nir.backends import BackendError
 from nir.ir import Program
 from nir.target import Target, parse_target
 
-from .build import relax_module, to_tvm, tvm_target
+from .build import _BUILD_LOCK, relax_module, to_tvm, tvm_target
 
 __all__ = ["tune", "measure_remote", "task_shares", "plan_tasks", "parse_rpc", "register_tensor_intrinsics",
            "TaskPlan", "profile_primfuncs"]
@@ -364,7 +364,7 @@ def tune(program: Program, target: Target | str, *, work_dir: str | os.PathLike,
     target = parse_target(target)
     ttarget = tvm_target(target)
     register_tensor_intrinsics(target)
-    with ttarget:
+    with _BUILD_LOCK, ttarget:  # lowering uses TVM's process-global BlockBuilder stack, as build() does
         legal = relax.get_pipeline("zero")(relax_module(program, target))  # as build() lowers it
     tasks = [t for t in ms.relax_integration.extract_tasks(legal, ttarget)
              if not t.mod.attrs.get("tirx.is_scheduled", False)]

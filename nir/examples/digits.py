@@ -47,9 +47,10 @@ class Digits:
 
 def load(test_fraction: float = 0.25, seed: int = 0) -> Digits:
     """scikit-learn's digits, shuffled with ``seed`` and split (stratified by class)."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-    data = load_digits()
+    from ..extras import require
+    datasets = require("sklearn.datasets", "the digits examples")
+    train_test_split = require("sklearn.model_selection", "the digits examples").train_test_split
+    data = datasets.load_digits()
     images = (data.images / 16.0).astype(np.float32)
     xtr, xte, ytr, yte = train_test_split(images, data.target.astype(np.int64), test_size=test_fraction,
                                           random_state=seed, stratify=data.target)

@@ -21,7 +21,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["Timing", "STATISTIC", "measure", "measure_interleaved", "wait", "user_call", "UserCall"]
+__all__ = ["Timing", "STATISTIC", "measure", "measure_interleaved", "round_robin", "wait", "user_call", "UserCall"]
 
 STATISTIC = "median"
 MAX_CALLS_PER_SAMPLE = 10_000
@@ -114,6 +114,16 @@ def measure_interleaved(calls: Mapping[str, Callable[[], Any]], *, min_time_s: f
         probes = list(agree(probes))
     counts = {n: max(1, min(MAX_CALLS_PER_SAMPLE, math.ceil(min_time_s / rounds / max(per, 1e-9))))
               for n, per in zip(names, probes)}
+    waited = {n: (lambda call=calls[n]: wait(call())) for n in names}
+    samples = round_robin(waited, counts, rounds)
+    return {n: Timing.of([x * 1e3 for x in s]) for n, s in samples.items()}
+
+
+def round_robin(calls: Mapping[str, Callable[[], Any]], counts: Mapping[str, int], rounds: int,
+                on_round: Callable[[], None] | None = None) -> dict[str, list[float]]:
+    """``rounds`` samples per variant, interleaved; each sample is the mean time of ``counts[name]``
+    back-to-back calls. ``on_round`` is called after each round (for a progress bar)."""
+    names = list(calls)
     samples: dict[str, list[float]] = {n: [] for n in names}
     enabled = gc.isenabled()
     gc.collect()
@@ -121,16 +131,18 @@ def measure_interleaved(calls: Mapping[str, Callable[[], Any]], *, min_time_s: f
     try:
         for r in range(rounds):
             k = r % len(names) if names else 0
-            for n in names[k:] + names[:k]:
-                call, count = calls[n], counts[n]
+            for name in names[k:] + names[:k]:
+                call, n = calls[name], counts[name]
                 t0 = time.perf_counter()
-                for _ in range(count):
-                    wait(call())
-                samples[n].append((time.perf_counter() - t0) * 1e3 / count)
+                for _ in range(n):
+                    call()
+                samples[name].append((time.perf_counter() - t0) / n)
+            if on_round is not None:
+                on_round()
     finally:
         if enabled:
             gc.enable()
-    return {n: Timing.of(s) for n, s in samples.items()}
+    return samples
 
 
 def measure(run: Callable[..., Any], inputs: Sequence[Any], *, min_time_s: float = 0.2, rounds: int = 7,

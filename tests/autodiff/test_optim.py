@@ -42,18 +42,22 @@ def run_nir(opt, steps: int = 5):
 
 def run_optax(tx, steps: int = 5):
     jax = pytest.importorskip("jax")
+    with jax.enable_x64(True):  # float64 like the nir side, without flipping the process-wide flag
+        return _run_optax(jax, tx, steps)
+
+
+def _run_optax(jax, tx, steps: int):
     import jax.numpy as jnp
     p, x, y = problem()
+    params = {k: jnp.asarray(v) for k, v in p.items()}
 
     def loss(p):
         return jnp.mean((x @ p["w"] + p["b"] - y) ** 2)
-    with jax.enable_x64(True):  # scoped: the process-wide flag would leak into later tests (the xla backend's)
-        params = {k: jnp.asarray(v) for k, v in p.items()}
-        state = tx.init(params)
-        for _ in range(steps):
-            updates, state = tx.update(jax.grad(loss)(params), state, params)
-            params = optax.apply_updates(params, updates)
-        return {k: np.asarray(v) for k, v in params.items()}
+    state = tx.init(params)
+    for _ in range(steps):
+        updates, state = tx.update(jax.grad(loss)(params), state, params)
+        params = optax.apply_updates(params, updates)
+    return params
 
 
 optax = pytest.importorskip("optax")

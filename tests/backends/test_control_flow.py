@@ -186,7 +186,8 @@ def test_tvm_keeps_the_loop_body_once() -> None:
     if "tvm" not in BACKENDS:
         pytest.skip("tvm not installed")
     relax_text = build("tvm", rnn_program(2000)).backend_ir("relax")
-    assert relax_text.count("R.tanh(") == 1
+    # tanh is R.tanh, or on CPUs a call of nir's vectorizable form (backends/tvm/vmath.py)
+    assert relax_text.count("R.tanh(") + relax_text.count('T.sblock("nir_tanh")') == 1
     assert "scan0_loop2" in relax_text and "scan0_loop3" not in relax_text  # 2000 <= 32**3
 
 

@@ -154,6 +154,34 @@ def test_verification_happens_before_any_backend_loads(exported, tmp_path, monke
     assert loaded == []
 
 
+def test_a_file_replaced_after_verification_is_not_loaded(exported, tmp_path, monkeypatch) -> None:
+    """Another process rewriting a file between the hash check and the load (time of check, time of use):
+    load works from a private copy of the bytes it hashed, so the change is caught, never loaded."""
+    import nir.artifact as artifact
+    path = copy(exported[1], tmp_path / "m")
+    victim = a_file(path / "sig0", ".nir")
+    real_verify = artifact.verify_files
+
+    def verify_then_tamper(p, manifest):
+        real_verify(p, manifest)
+        data = bytearray(victim.read_bytes())
+        data[-2] ^= 1
+        victim.write_bytes(bytes(data))
+
+    monkeypatch.setattr(artifact, "verify_files", verify_then_tamper)
+    with pytest.raises(ArtifactError, match=f"{victim} changed while it was being loaded"):
+        nir.load(path)
+
+
+def test_a_loaded_artifact_keeps_working_after_its_directory_is_removed(exported, tmp_path) -> None:
+    f, src = exported
+    path = copy(src, tmp_path / "m")
+    g = nir.load(path)
+    subprocess.run(["rm", "-rf", str(path)], check=True)
+    x = images("NCHW", seed=3)
+    np.testing.assert_allclose(np.asarray(g(x)), np.asarray(f(x)), rtol=1e-6, atol=1e-6)
+
+
 # ---- atomic writes
 
 def test_an_export_that_fails_midway_leaves_the_previous_artifact(tmp_path, monkeypatch) -> None:
