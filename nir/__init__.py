@@ -7,7 +7,7 @@
     f(x); print(f.ir)
 """
 
-from . import backends, extras, ops, optim, tree
+from . import backends, distributed, extras, ops, optim, tree
 from .autodiff import grad, value_and_grad, vjp
 from .compile import Compiled, Loaded, SignatureError, compile, load
 from .frontends.python import Spec, Traced, spec, trace

@@ -19,6 +19,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "tune": ("tune a program per target: layouts, options, schedules, backend; writes a tuning database",
              "nir.tune.cli:main"),
     "fuzz": ("differential fuzzing of every installed backend against the reference", "nir.fuzz:main"),
+    "launch": ("start N local processes of a script joined into one multi-process run (nir.distributed)",
+               "nir.launch:main"),
     "soak": ("serve a compiled model from N threads for M minutes: calls/s, latency, errors, memory",
              "nir.soak:main"),
     "train-digits": ("train a named MLP and CNN on scikit-learn's digits with a compiled train step",

@@ -164,14 +164,17 @@ class Compiled(Dispatch):
         specs = specs_of(bkey)
         padding, traced = None, self._given
         if traced is None:
-            traced = trace(self._fn, *specs)  # type: ignore[arg-type]
+            traced = trace(self._fn, *self._global_specs(specs))  # type: ignore[arg-type]
             if sizes:
                 padding = self._padding(specs, traced, sizes)
         if self.precision is not None:
             traced = dataclasses.replace(traced, program=apply_precision(verify(traced.program), self.precision))
         program = verify(traced.program)
         backend, options, tuned = self._default_backend, dict(self.options), False
-        if self.tuning is not None:  # apply the best tuning record, if any (no re-tuning)
+        if self.tuning is not None and "mesh" in options and "shard" not in options:  # a measured shard map
+            from .tune.shard import tuned_options
+            options, tuned = tuned_options(program, self.target, self.tuning, options), True
+        elif self.tuning is not None:  # apply the best tuning record, if any (no re-tuning)
             from .tune.search import config_for
             found = config_for(program, self.target, self.tuning,
                                None if self._requested == "auto" else self._requested)
@@ -180,6 +183,12 @@ class Compiled(Dispatch):
                 program, tuned, options = verify(laid_out), True, {**tuned_options, **options}
         executable = _backends.get(backend).build(program, self.target, **options)
         return Entry(specs, traced.program, traced.structure, executable, backend, tuned, padding)
+
+    def _global_specs(self, specs: tuple[Spec, ...]) -> tuple[Spec, ...]:
+        """The signature to trace: the call's, or for a backend that splits inputs across processes (XLA's
+        ``local_inputs=True``) the whole values' that the processes' parts make up."""
+        hook = getattr(_backends.get(self._default_backend), "global_specs", None)
+        return specs if hook is None else hook(specs, self.target, self.options)
 
     def _padding(self, specs: tuple[Spec, ...], traced: Traced, sizes: Mapping[str, int]) -> Any:
         """Check by a second trace that padding the dynamic dims is sound; the Padding that does it."""
@@ -316,7 +325,8 @@ def compile(fn: Callable[..., Any] | Traced | Program | None = None, *, target: 
     Usable as ``@nir.compile`` or ``@nir.compile(target=...)``. With ``inputs=[nir.spec(...)]`` it compiles
     now and later calls must match that signature. ``tuning=DIR`` applies the best record of a tuning
     database written by `nir tune` (layouts, options, schedules; with ``backend="auto"`` also the
-    measured fastest backend) without re-tuning; a program with no record compiles as usual.
+    measured fastest backend) without re-tuning; a program with no record compiles as usual. With
+    ``mesh=`` and no ``shard=``, it applies the shard map `nir tune --mesh` measured for that mesh.
 
     ``max_signatures`` bounds how many input signatures stay compiled (least recently used dropped
     first; a dropped one compiles again when called). ``dynamic=("N",)`` lets the size of dim ``N`` vary

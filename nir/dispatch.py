@@ -80,7 +80,8 @@ class Entry:
                  tuned: bool = False, padding: Any = None) -> None:
         self.specs, self.program, self.structure = specs, program, structure
         self.executable, self.backend, self.tuned = executable, backend, tuned
-        self.out_types: list[TensorType] = [v.type for v in program.outputs]
+        # an executable may return other types than the program's (a process's parts of sharded outputs)
+        self.out_types: list[TensorType] = getattr(executable, "out_types", None) or [v.type for v in program.outputs]
         self.padding = padding  # a nir.dynamic.Padding when this entry serves a dynamic dim by padding
         self.tick = 0  # last use, for the least-recently-used bound
         self.entry = self  # a runner's entry (an Entry runs itself)

@@ -24,6 +24,8 @@ EXTRA_OF: dict[str, str] = {
     "transformers": "zoo",
     "rich": "bench",
     "matplotlib": "bench",
+    "optax": "bench",
+    "sklearn": "examples",
     "tvm": "tvm",
     "tvm_ffi": "tvm",
     "jax": "xla",

@@ -24,7 +24,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .executable import XLAExecutable
 
-__all__ = ["NAME", "available", "serves", "build", "load", "tuning_options", "LOWERINGS", "UNSUPPORTED"]
+__all__ = ["NAME", "available", "serves", "build", "load", "tuning_options", "global_specs", "LOWERINGS",
+           "UNSUPPORTED"]
 
 NAME = "xla"
 
@@ -64,6 +65,20 @@ def build(program: "Program", target: "Target | str", **options: Any) -> "XLAExe
     """Lower and compile ``program`` for ``target``; see `nir.backends.xla.executable.build` for options."""
     from .executable import build as _build
     return _build(program, target, **options)
+
+
+def global_specs(specs: tuple, target: Target, options: dict[str, Any]) -> tuple:
+    """With ``local_inputs=True`` (each process passes its part of the sharded dims), the specs of the whole
+    values a call's process-local ``specs`` make up; otherwise ``specs`` unchanged."""
+    if not options.get("local_inputs"):
+        return specs
+    from .distributed import global_specs as _global_specs
+    from .executable import PLATFORMS
+    from .shard import ShardingError
+    if not options.get("mesh") or not options.get("shard"):
+        raise ShardingError("local_inputs=True needs mesh= and shard= (nir must know how the processes split each "
+                            "input before it traces the function at the whole sizes)")
+    return _global_specs(specs, options["mesh"], options["shard"], PLATFORMS.get(target.kind, "cpu"))
 
 
 def load(path: "str | _pathlib.Path", manifest: dict) -> "XLAExecutable":

@@ -12,6 +12,9 @@ explained with the named shape. As with ``jax.jit``, a float64 array given for a
 narrowed silently. Programs with int64/float64 values run in JAX's x64 mode (scoped to their trace and
 calls, about 0.6 us per call; the process-wide flag is left alone). Target options such as ``-mcpu``
 are not used: XLA:CPU compiles for the host it runs on.
+
+Across processes (after `nir.distributed.initialize`), a sharded program takes each process's arrays and
+returns each process's part of the outputs as numpy arrays (see `nir.backends.xla.distributed`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import export as jax_export
+from jax.sharding import Mesh
 
 from nir.backends import BackendChoiceError, BackendError
 from nir.ir import Program, verify
@@ -33,7 +37,8 @@ from nir.types import NamedShapeError, numpy_dtype
 
 from . import NAME, UNSUPPORTED
 from .lower import LOWERINGS, PRECISIONS, to_jax
-from .shard import ShardPlan, plan as shard_plan
+from .distributed import ProcessIO, check_local_block
+from .shard import ShardingError, ShardPlan, plan as shard_plan
 
 __all__ = ["XLAExecutable", "build", "load", "PLATFORMS", "has_device", "IR_KINDS"]
 
@@ -96,7 +101,8 @@ class XLAExecutable:
 
     def __init__(self, program: Program, target: Target, fn: Callable[..., Any], *,
                  plan: ShardPlan | None = None, compiler_options: Mapping[str, Any] | None = None,
-                 exported: jax_export.Exported | None = None, sharding: Mapping[str, Any] | None = None) -> None:
+                 exported: jax_export.Exported | None = None, sharding: Mapping[str, Any] | None = None,
+                 local_inputs: bool = False, gather: bool = False) -> None:
         self.program, self.target, self.plan = program, target, plan
         self.platform = PLATFORMS[target.kind]
         self.compiler_options = dict(compiler_options or {})
@@ -124,8 +130,17 @@ class XLAExecutable:
                                        "XLA DebugOptions fields, e.g. xla_cpu_enable_fast_math=True") from None
         self._run: Callable[..., list[jax.Array]] = (self._first_call if self._compiled is not None
                                                      else self._no_device)
+        self._io: ProcessIO | None = None
+        concrete = self._compiled is not None and plan is not None and isinstance(plan.mesh, Mesh)
+        if concrete and plan.mesh.is_multi_process:
+            if local_inputs or not gather:
+                check_local_block(plan.mesh)
+            self._io = ProcessIO(program, plan, local_inputs=local_inputs, gather=gather)
+            self.out_types = self._io.out_types  # each process's parts: what nir.compile's results are named by
+            self._run = self._run_processes
         # inputs big enough that sharing aligned numpy buffers beats copying them (cpu only)
-        self._shares = self.platform == "cpu" and any(
+        # (not for a sharded program: a shared buffer is one device's array, which its shardings refuse)
+        self._shares = self.platform == "cpu" and plan is None and any(
             s.size * s.dtype.itemsize >= _SHARE_BYTES for s in self._specs)
 
     # ------------------------------------------------------------------------------------------
@@ -155,6 +170,11 @@ class XLAExecutable:
             self._run = run_x64
         return out
 
+    def _run_processes(self, *arrays: Any) -> list[Any]:
+        assert self._io is not None
+        with self._x64():
+            return self._io.outputs(self._compiled(*self._io.inputs(arrays)))
+
     def _no_device(self, *arrays: Any) -> list[jax.Array]:
         seen = sorted({d.platform for d in jax.devices()})
         raise BackendError(
@@ -164,7 +184,7 @@ class XLAExecutable:
             f"path/{EXPORT_FILE}).call(*inputs)). To run here, build for target 'llvm'")
 
     def _retry(self, arrays: Sequence[Any], error: Exception) -> list[jax.Array]:
-        if self._compiled is None:
+        if self._compiled is None or self._io is not None:
             raise error
         ins = self.program.inputs
         if len(arrays) != len(ins):
@@ -229,11 +249,14 @@ class XLAExecutable:
 
 def build(program: Program, target: Target | str, *, compiler_options: Mapping[str, Any] | None = None,
           mesh: Mapping[str, int] | None = None, shard: Mapping[str, Any] | None = None,
-          precision: str = "highest") -> XLAExecutable:
+          precision: str = "highest", local_inputs: bool = False, gather: bool = False) -> XLAExecutable:
     """Lower ``program`` for ``target`` (``llvm``, ``cuda`` or ``tpu``) and compile it where possible.
 
     compiler_options: XLA DebugOptions for ``compile`` (e.g. ``{"xla_cpu_enable_fast_math": True}``).
     mesh, shard: named sharding, e.g. ``mesh={"data": 4}, shard={"N": "data"}`` (see `nir.backends.xla.shard`).
+    local_inputs, gather: across processes, whether each process passes only its part of the sharded dims
+        (else the whole array), and whether every process gets whole outputs (else its part); see
+        `nir.backends.xla.distributed`. Without processes they change nothing.
     precision: float32 contraction/convolution precision, ``highest`` (float32 everywhere, the
         reference's meaning), ``high`` or ``default`` (a platform may use bfloat16 passes or TF32).
     Raises BackendError for an unsupported primitive or target, ShardingError for a bad sharding.
@@ -257,7 +280,11 @@ def build(program: Program, target: Target | str, *, compiler_options: Mapping[s
         sharding = {"mesh": dict(mesh or {}), "shard": {k: v if isinstance(v, str) else list(v)
                                                          for k, v in (shard or {}).items()}}
     fn = to_jax(program, precision, constrain=plan.constrain if plan else None)
-    return XLAExecutable(program, target, fn, plan=plan, compiler_options=compiler_options, sharding=sharding)
+    if (local_inputs or gather) and plan is None:
+        raise ShardingError(f"local_inputs={local_inputs}, gather={gather} split or gather values across processes, "
+                            "which needs mesh= and shard=")
+    return XLAExecutable(program, target, fn, plan=plan, compiler_options=compiler_options, sharding=sharding,
+                         local_inputs=local_inputs, gather=gather)
 
 
 def load(path: str | pathlib.Path, manifest: Mapping[str, Any]) -> XLAExecutable:

@@ -21,7 +21,7 @@ from jax.sharding import AbstractMesh, AxisType, Mesh, NamedSharding, PartitionS
 from nir.ir import Program, Value
 from nir.types import format_dims
 
-__all__ = ["ShardingError", "ShardPlan", "plan"]
+__all__ = ["ShardingError", "ShardPlan", "plan", "request_axes", "device_mesh"]
 
 
 class ShardingError(ValueError):
@@ -66,6 +66,30 @@ def _axes(dim: str, request: object, mesh: Mapping[str, int]) -> tuple[str, ...]
     return axes
 
 
+def request_axes(mesh: Mapping[str, int], shard: Mapping[str, object]) -> dict[str, tuple[str, ...]]:
+    """``dim -> mesh axes`` of a well-formed request (ShardingError otherwise), before any program is seen."""
+    if not isinstance(mesh, Mapping) or not mesh or not all(
+            isinstance(k, str) and isinstance(s, (int, np.integer)) and s >= 1 for k, s in mesh.items()):
+        raise ShardingError(f"mesh= must map axis names to positive sizes, e.g. {{'data': 4}}; got {mesh!r}")
+    if not isinstance(shard, Mapping) or not shard:
+        raise ShardingError(f"shard= must map dim names to mesh axes, e.g. {{'N': 'data'}}; got {shard!r}")
+    return {dim: _axes(dim, req, mesh) for dim, req in shard.items()}
+
+
+def generated_aliases(program: Program, axes: Mapping[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+    """The generated names that stand for a sharded dim (``x @ w`` renames the dim it contracts to a
+    generated one, e.g. ``F1`` -> ``_1``): they get the same mesh axes, so the split of ``F1`` carries
+    into the contraction."""
+    found: dict[str, tuple[str, ...]] = {}
+    for e in program.eqns:
+        if e.prim == "rename":
+            for old, new in e.kwargs["mapping"]:
+                src = axes.get(old) or found.get(old)
+                if src and new.startswith("_") and new not in axes:
+                    found[new] = src
+    return found
+
+
 def plan(program: Program, mesh: Mapping[str, int], shard: Mapping[str, object], platform: str,
          concrete: bool) -> ShardPlan:
     """Check a sharding request against ``program`` and build its plan.
@@ -74,20 +98,17 @@ def plan(program: Program, mesh: Mapping[str, int], shard: Mapping[str, object],
     devices (there must be enough); otherwise (an export for a device this machine lacks) the mesh is
     abstract and only its shape is recorded.
     """
-    if not isinstance(mesh, Mapping) or not mesh or not all(
-            isinstance(k, str) and isinstance(s, (int, np.integer)) and s >= 1 for k, s in mesh.items()):
-        raise ShardingError(f"mesh= must map axis names to positive sizes, e.g. {{'data': 4}}; got {mesh!r}")
-    if not isinstance(shard, Mapping) or not shard:
-        raise ShardingError(f"shard= must map dim names to mesh axes, e.g. {{'N': 'data'}}; got {shard!r}")
-    axes = {dim: _axes(dim, req, mesh) for dim, req in shard.items()}
+    axes = request_axes(mesh, shard)
 
     producer = {v.id: e.prim for e in program.eqns for v in e.outputs}
     names = {n for v in program.values() for n in v.type.names}
-    for dim in axes:
+    for dim in list(axes):
         if dim not in names:
             shown = sorted(n for n in names if not n.startswith("_"))
-            raise ShardingError(f"shard= names dim {dim!r}, which no value of the program has; "
-                                f"its dims are {shown}. Check the spelling")
+            inputs = ", ".join(format_dims(v.type.dims) for v in program.inputs)
+            raise ShardingError(f"shard= names dim {dim!r}, which no value of the program has; its dims are "
+                                f"{shown} (inputs {inputs}). Check the spelling, or leave {dim!r} out of shard=")
+    axes = {**axes, **generated_aliases(program, axes)}
     for v in program.values():
         where = f"%{v.id} {format_dims(v.type.dims)} ({producer.get(v.id, 'a program input')})"
         used: dict[str, str] = {}
@@ -105,17 +126,30 @@ def plan(program: Program, mesh: Mapping[str, int], shard: Mapping[str, object],
                     raise ShardingError(f"{where} has dims {used[a]!r} and {dim!r} both sharded on mesh axis "
                                         f"{a!r}; one tensor dim per mesh axis. Map them to different axes")
                 used[a] = dim
+    return ShardPlan(device_mesh(mesh, platform, concrete), axes)
 
+
+def device_mesh(mesh: Mapping[str, int], platform: str, concrete: bool = True) -> Mesh | AbstractMesh:
+    """The JAX mesh of ``mesh`` ({axis: size}): this run's ``platform`` devices, each process's together
+    (or, not ``concrete``, an abstract mesh of that shape)."""
     sizes, axis_names = tuple(int(s) for s in mesh.values()), tuple(mesh)
     auto = (AxisType.Auto,) * len(sizes)  # Explicit axes would reject contractions over a sharded dim
     if not concrete:
-        return ShardPlan(AbstractMesh(sizes, axis_names, axis_types=auto), axes)
-    devices = jax.devices(platform)
+        return AbstractMesh(sizes, axis_names, axis_types=auto)
+    devices = sorted(jax.devices(platform), key=lambda d: (d.process_index, d.id))
     need = math.prod(sizes)
+    processes = len({d.process_index for d in devices})
+    if processes > 1 and need != len(devices):
+        local = len([d for d in devices if d.process_index == jax.process_index()])
+        raise ShardingError(
+            f"mesh {dict(mesh)} has {need} devices, but this run has {len(devices)} {platform} devices in {processes} "
+            f"processes ({local} in this one); across processes a mesh spans every device, so that each process "
+            f"takes part. Give axes whose sizes multiply to {len(devices)}, e.g. mesh={{'data': {len(devices)}}}")
     if need > len(devices):
         raise ShardingError(
             f"mesh {dict(mesh)} needs {need} devices but JAX sees {len(devices)} {platform} device(s). "
             f"To test on the CPU, set XLA_FLAGS=--xla_force_host_platform_device_count={need} in the "
-            "environment before jax starts (before the first `import jax` in the process)")
+            "environment before jax starts (before the first `import jax` in the process), or run the script under "
+            f"`nir launch --devices {need}`")
     grid = np.array(devices[:need], dtype=object).reshape(sizes)
-    return ShardPlan(Mesh(grid, axis_names, axis_types=auto), axes)
+    return Mesh(grid, axis_names, axis_types=auto)

@@ -4,6 +4,12 @@ scikit-learn: no download), with the whole train step — forward, `nir.value_an
 
     nir train-digits --model cnn --backend xla --plot loss.png
     python -m nir.examples.digits --model mlp --backend tvm
+    nir launch -n 2 nir train-digits --model mlp          # data parallel across 2 processes (xla)
+
+Data parallel (``--data-parallel``, implied under `nir launch`): each batch's ``N`` is split across every
+device of the run, ``mesh={"data": devices}, shard={"N": "data"}``, and XLA all-reduces the gradients.
+Each process feeds only its rows of every batch (``local_inputs=True``, as a data loader per process
+would); the batches are the same as in one process, so the loss curve and the accuracy are too.
 
 Every tensor carries names: images are {N, C, H, W} (or {N, pixel} for the MLP), logits {N, class}, and a
 parameter's gradient and Adam moments have the parameter's names (``w1{pixel, hidden}``).
@@ -12,9 +18,11 @@ parameter's gradient and Adam moments have the parameter's names (``w1{pixel, hi
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -39,9 +47,10 @@ class Digits:
 
 def load(test_fraction: float = 0.25, seed: int = 0) -> Digits:
     """scikit-learn's digits, shuffled with ``seed`` and split (stratified by class)."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-    data = load_digits()
+    from ..extras import require
+    datasets = require("sklearn.datasets", "the digits examples")
+    train_test_split = require("sklearn.model_selection", "the digits examples").train_test_split
+    data = datasets.load_digits()
     images = (data.images / 16.0).astype(np.float32)
     xtr, xte, ytr, yte = train_test_split(images, data.target.astype(np.int64), test_size=test_fraction,
                                           random_state=seed, stratify=data.target)
@@ -122,18 +131,44 @@ class TrainResult:
     compile_s: float = 0.0
     train_s: float = 0.0
     steps: int = 0
+    devices: int = 1  # how many devices each step's batch is split across (its mesh)
     params: dict[str, NamedTensor] = field(default_factory=dict)
+
+
+def _data_parallel(backend: str, batch: int) -> tuple[dict[str, Any], slice]:
+    """The compile options that split ``N`` across every device of the run, and this process's rows of a
+    batch (a contiguous block: process ``i`` holds rows ``i * batch / processes`` onwards)."""
+    if backend != "xla":
+        raise ValueError(f"data parallel training runs on the xla backend (JAX's multi-controller runtime), not "
+                         f"{backend!r}; pass backend='xla' (--backend xla)")
+    info = nir.distributed.info()
+    if batch % info.global_devices:
+        raise ValueError(f"batch {batch} does not split evenly across the run's {info.global_devices} devices "
+                         f"({info.num_processes} process(es) of {info.local_devices}); give a batch that is a "
+                         f"multiple of {info.global_devices}")
+    part = batch // info.num_processes
+    options = {"mesh": {"data": info.global_devices}, "shard": {"N": "data"}, "local_inputs": True}
+    return options, slice(info.process_id * part, (info.process_id + 1) * part)
 
 
 def train(model: str = "mlp", backend: str = "xla", epochs: int = 20, batch: int = 64, lr: float = 3e-3,
           weight_decay: float = 0.0, seed: int = 0, data: Digits | None = None, max_steps: int | None = None,
-          evaluate: bool = True, **compile_options: Any) -> TrainResult:
+          evaluate: bool = True, data_parallel: bool = False, **compile_options: Any) -> TrainResult:
     """Train ``model`` ("mlp" or "cnn") with Adam; each step is one compiled program (forward, gradients,
     update) on ``backend``. Batches have a fixed size (the last partial batch of an epoch is dropped), so
     the step compiles once. ``max_steps`` stops early; ``evaluate=False`` skips the test accuracy.
-    ``compile_options`` go to `nir.compile` (e.g. ``mesh=``/``shard=`` for XLA)."""
+    ``compile_options`` go to `nir.compile` (e.g. ``mesh=``/``shard=`` for XLA).
+
+    ``data_parallel=True`` splits each batch across every device of the run (all processes after
+    `nir.distributed.initialize`; this process's host devices otherwise): every process runs this
+    function with the same arguments and passes only its rows of each batch. The batches, and so the
+    losses and parameters, are those of a one-process run, up to the order of the gradient sums."""
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
+    rows = slice(None)
+    if data_parallel:
+        options, rows = _data_parallel(backend, batch)
+        compile_options = {**options, **compile_options}
     data = data or load(seed=seed)
     init, apply = MODELS[model]
     params = init(seed)
@@ -150,11 +185,12 @@ def train(model: str = "mlp", backend: str = "xla", epochs: int = 20, batch: int
     compiled = nir.compile(step, backend=backend, **compile_options)
     predict = nir.compile(lambda p, x: apply(p, x).argmax("class"), backend=backend)
     state = opt.init(params)
-    result = TrainResult(model, compiled.backend)
+    result = TrainResult(model, compiled.backend, devices=math.prod(compile_options.get("mesh", {}).values()))
     rng = np.random.default_rng(seed)
     n = len(data.train_labels)
     t0 = time.perf_counter()
-    compiled.lower(params, state, _images(data.train_images[:batch]), _onehot(data.train_labels[:batch]))
+    first = np.arange(batch)[rows]
+    compiled.lower(params, state, _images(data.train_images[first]), _onehot(data.train_labels[first]))
     result.compile_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     for _ in range(epochs):
@@ -162,7 +198,7 @@ def train(model: str = "mlp", backend: str = "xla", epochs: int = 20, batch: int
         for start in range(0, n - batch + 1, batch):
             if max_steps is not None and len(result.losses) >= max_steps:
                 break
-            idx = order[start:start + batch]
+            idx = order[start:start + batch][rows]  # the whole batch, or this process's rows of it
             params, state, loss = compiled(params, state, _images(data.train_images[idx]),
                                            _onehot(data.train_labels[idx]))
             result.losses.append(loss.item())
@@ -203,20 +239,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-parallel", action="store_true",
+                   help="split each batch across every device of the run (xla; implied under nir launch)")
     p.add_argument("--plot", metavar="FILE.png", default=None, help="write the loss curves")
+    p.add_argument("--json", metavar="FILE", default=None, help="write each run's losses and accuracy as JSON")
     args = p.parse_args(list(argv or []))
+    parallel = args.data_parallel or nir.distributed.launched()
+    main_process = True
+    if nir.distributed.launched():  # started by `nir launch`: join the run before anything runs on xla
+        info = nir.distributed.initialize()
+        main_process = info.is_main
     data = load(seed=args.seed)
     results = []
     for backend in [b for b in args.backend.split(",") if b]:
         for model in [m for m in args.model.split(",") if m]:
-            r = train(model, backend, args.epochs, args.batch, args.lr, seed=args.seed, data=data)
+            try:
+                r = train(model, backend, args.epochs, args.batch, args.lr, seed=args.seed, data=data,
+                          data_parallel=parallel)
+            except ValueError as e:  # a request that cannot run (an unknown model, data parallel on tvm)
+                print(f"nir train-digits: {e}", file=sys.stderr)
+                return 2
             results.append(r)
-            print(f"{model:<4} {r.backend:<9} test accuracy {r.test_accuracy:.2%}  final loss {r.losses[-1]:.4f}  "
-                  f"{r.steps} steps in {r.train_s:.2f} s ({1e3 * r.train_s / r.steps:.2f} ms/step)  "
-                  f"compile {r.compile_s:.2f} s", flush=True)
-    if args.plot:
+            if main_process:  # every process holds the same parameters and losses; one prints
+                where = f"  data parallel on {r.devices} devices" if parallel else ""
+                print(f"{model:<4} {r.backend:<9} test accuracy {r.test_accuracy:.2%}  final loss {r.losses[-1]:.4f}  "
+                      f"{r.steps} steps in {r.train_s:.2f} s ({1e3 * r.train_s / r.steps:.2f} ms/step)  "
+                      f"compile {r.compile_s:.2f} s{where}", flush=True)
+    if args.plot and main_process:
         plot(results, args.plot)
         print(f"loss curves written to {args.plot}")
+    if args.json and main_process:
+        with open(args.json, "w") as f:
+            json.dump([asdict(r) for r in results], f)
     return 0
 
 

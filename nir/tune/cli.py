@@ -200,8 +200,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--replay", action="store_true", help="re-measure the stored winners and report drift")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--mesh", default=None, metavar="AXIS:SIZE,...",
+                   help="measure shard maps on this mesh instead (XLA; see nir.tune.shard), e.g. data:2,model:2")
+    p.add_argument("--batch", default=None, help="with --mesh: the batch dim (default: N, or the most common dim)")
     args = p.parse_args(list(argv or []))
     name, program = program_for(args.what, args.input, args.dtype, args.size)
+    if args.mesh:
+        from .shard import main_mesh
+        return main_mesh(program, name, args)
     if args.replay:
         return replay(program, name, args.target, args.db)
     log, stop = _logger(not args.quiet)

@@ -99,15 +99,21 @@ def _per_call_s(call: Callable[[], Any], warmup: int) -> float:
 
 
 def measure_interleaved(calls: Mapping[str, Callable[[], Any]], *, min_time_s: float = 0.2, rounds: int = 7,
-                        warmup: int = 1) -> dict[str, Timing]:
+                        warmup: int = 1,
+                        agree: Callable[[list[float]], list[float]] | None = None) -> dict[str, Timing]:
     """Time every zero-argument call in ``calls`` round-robin: ``warmup`` calls each (excluded), then
     ``rounds`` samples each, interleaved, each sample lasting about ``min_time_s / rounds``. Outputs are
-    waited for. Returns a `Timing` per name."""
+    waited for. Returns a `Timing` per name.
+
+    ``agree`` maps the probed seconds per call (in the order of ``calls``) to the ones that set the
+    number of calls per sample: processes whose calls wait for each other in collectives must make the
+    same number (the shard-map tuner passes process 0's probes to every process)."""
     names = list(calls)
-    counts = {}
-    for n in names:
-        per = _per_call_s(calls[n], warmup)
-        counts[n] = max(1, min(MAX_CALLS_PER_SAMPLE, math.ceil(min_time_s / rounds / max(per, 1e-9))))
+    probes = [_per_call_s(calls[n], warmup) for n in names]
+    if agree is not None:
+        probes = list(agree(probes))
+    counts = {n: max(1, min(MAX_CALLS_PER_SAMPLE, math.ceil(min_time_s / rounds / max(per, 1e-9))))
+              for n, per in zip(names, probes)}
     waited = {n: (lambda call=calls[n]: wait(call())) for n in names}
     samples = round_robin(waited, counts, rounds)
     return {n: Timing.of([x * 1e3 for x in s]) for n, s in samples.items()}

@@ -50,3 +50,10 @@ def test_gradients_are_reduced_across_devices_by_xla() -> None:
     for k in params:
         assert new[k].names == params[k].names
         np.testing.assert_allclose(new[k].numpy(), want[k].numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_data_parallel_option_splits_the_batch_across_the_host_devices() -> None:
+    one = digits.train("mlp", "xla", batch=64, data=DATA, max_steps=20, evaluate=False)
+    four = digits.train("mlp", "xla", batch=64, data=DATA, max_steps=20, evaluate=False, data_parallel=True)
+    assert (one.devices, four.devices) == (1, 4)
+    np.testing.assert_allclose(four.losses, one.losses, rtol=2e-4)

@@ -141,3 +141,10 @@ def test_bench_scripts_name_their_extra(bare, tmp_path, script, extra):
     assert p.returncode == 1
     (line,) = p.stderr.strip().splitlines()
     assert line.startswith(f"python -m nir.bench.{script} needs") and f'pip install "named-ir[{extra}]"' in line
+
+
+def test_distributed_initialize_names_the_xla_extra(bare, tmp_path):
+    p = run(bare, "python", "-c", "import nir\ntry:\n    nir.distributed.initialize()\nexcept ImportError as e:\n"
+            "    print(type(e).__name__, e)", cwd=tmp_path)
+    assert p.stdout.strip() == ('MissingDependencyError nir.distributed needs jax, which is not installed: '
+                                'pip install "named-ir[xla]"'), p.stdout + p.stderr

@@ -16,6 +16,7 @@ jax = pytest.importorskip("jax")
 
 import nir.backends.xla as xla  # noqa: E402
 from nir.artifact import read_manifest  # noqa: E402
+import nir  # noqa: E402
 from nir.backends.xla.shard import ShardingError  # noqa: E402
 from nir.interpret import interpret  # noqa: E402
 from nir.ir import Builder, Program  # noqa: E402
@@ -62,6 +63,14 @@ def test_batch_sharding_needs_no_collectives():
     assert collectives(exe) == set()
     assert "f32[4,32]" in hlo  # each device holds a 4-row shard of x{N: 16, D: 32}
     assert 'sdy.sharding<@mesh, [{"data"}, {}]>' in exe.backend_ir("stablehlo")
+
+
+def test_inputs_of_several_mebibytes_are_sharded_too():
+    """nir.tensor keeps data 64-byte aligned, and the xla backend passes such large inputs to XLA without a
+    copy (as one device's array) when unsharded; a sharded program must split them instead."""
+    x, w = nir.randn(8192, 64, names=("N", "D")), nir.randn(64, 16, names=("D", "H"))  # x: 2 MiB
+    f = nir.compile(lambda x, w: x @ w, backend="xla", mesh={"data": 2, "model": 2}, shard={"N": "data", "H": "model"})
+    assert_close([f(x, w).numpy()], [(x @ w).numpy()], "float32")
 
 
 def test_reducing_a_sharded_dim_all_reduces():
