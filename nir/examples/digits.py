@@ -22,7 +22,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -270,7 +270,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"loss curves written to {args.plot}")
     if args.json and main_process:
         with open(args.json, "w") as f:
-            json.dump([asdict(r) for r in results], f)
+            json.dump([{f.name: getattr(r, f.name) for f in fields(r) if f.name != "params"}  # not the weights
+                       for r in results], f)
     return 0
 
 
