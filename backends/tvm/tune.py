@@ -440,10 +440,24 @@ def _finished(old: dict[str, Any] | None, planned_s: float | None, cap: int) -> 
     return old.get("trials", 0) >= cap
 
 
+SHORT_TASK_S = 600.0  # below this budget a task searches with a smaller population (see _search_strategy)
+
+
+def _search_strategy(seconds: float | None) -> Any:
+    """MetaSchedule's evolutionary search, sized to the task's time budget. The scheduler can only stop
+    between batches, and one batch's candidate generation (a population of 512 sampled and mutated 4
+    times, each scored by the cost model) took over 10 minutes on a large fused task of a train step
+    (lenet5_train), far past a 2-minute budget. A short budget gets a population of 64 evolved twice:
+    batches of seconds, so the deadline holds, and more of them."""
+    if seconds is None or seconds >= SHORT_TASK_S:
+        return "evolutionary"
+    return ms.search_strategy.EvolutionarySearch(population_size=64, init_min_unmeasured=16, genetic_num_iters=2)
+
+
 def _run_task(task: Any, work_dir: pathlib.Path, seed: int, cap: int, seconds: float | None,
               builder: Any, runner: Any, database: Any, cost_model: Any) -> _Progress:
     context = ms.TuneContext(mod=task.dispatched[0], target=task.target, space_generator="post-order-apply",
-                             search_strategy="evolutionary", task_name=task.task_name,
+                             search_strategy=_search_strategy(seconds), task_name=task.task_name,
                              logger=_task_logger(work_dir, task.task_name), rand_state=seed,
                              num_threads="physical").clone()
     progress = _Progress()

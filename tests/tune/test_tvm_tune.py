@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import socket
@@ -132,3 +133,12 @@ def test_tuning_twice_in_one_process_with_an_unnamed_handler_on_metaschedules_lo
     finally:
         logger.removeHandler(handler)
         logger.propagate = propagate
+
+
+def test_a_short_task_budget_searches_with_a_small_population() -> None:
+    """The scheduler stops only between batches; MetaSchedule's default population (512) made one batch
+    of a large train-step task run past a 2-minute budget by more than 10 minutes."""
+    tune = importlib.import_module("nir.backends.tvm.tune")
+    short = tune._search_strategy(60.0)
+    assert short.population_size == 64
+    assert tune._search_strategy(None) == tune._search_strategy(2 * tune.SHORT_TASK_S) == "evolutionary"
