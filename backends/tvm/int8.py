@@ -33,7 +33,7 @@ from tvm.script import tirx as T
 
 from nir.ir import Eqn
 
-from .lower import Named, bind, permute, reshape
+from .named import Named, _to_image, bind, permute, reshape
 
 __all__ = ["VNNI_INTRIN", "has_vnni", "gemm_kernel", "pack_weight", "contract_wide", "conv2d_wide"]
 
@@ -177,7 +177,6 @@ def _windows(xp: te.Tensor, kernel: tuple[int, int], stride, dilation, out_hw: t
 def conv2d_wide(eqn: Eqn, x: Named, w: Named) -> Named | None:
     """int8 `conv2d_wide` as an im2col of the NHWC image (shifted to uint8, padded with 128 = int8 zero)
     and the VNNI GEMM; None where it does not apply (no VNNI, other dtypes, groups)."""
-    from .lower import _to_image
     p = eqn.kwargs
     if x.dtype != "int8" or p["groups"] != 1 or not has_vnni(tvm.target.Target.current(True)):
         return None
