@@ -148,9 +148,11 @@ def _gemm(rows_u8: relax.Expr, m: int, packed: relax.Expr, sums: relax.Expr, n: 
 
 def contract_wide(eqn: Eqn, a: Named, b: Named) -> Named | None:
     """int8 x int8 -> int32 `contract_wide` through the VNNI GEMM (the constant operand, if any, is the
-    packed one); None where it does not apply (no VNNI, other dtypes, batch dims)."""
+    packed one); None where it does not apply (no VNNI, other dtypes, batch dims, no elements)."""
     over = tuple(eqn.kwargs["over"])
     if a.dtype != "int8" or set(a.names) & set(b.names) - set(over) or not has_vnni(tvm.target.Target.current(True)):
+        return None
+    if 0 in a.shape or 0 in b.shape:  # the generic loops handle empty operands (a sum of no terms is 0)
         return None
     if _constant(a) is not None and _constant(b) is None:
         a, b = b, a

@@ -247,7 +247,7 @@ def _contract(eqn: Eqn, a: Named, b: Named) -> Named:
 
     if size(over, sa) == 0:  # a sum of no terms (TVM's matmul rejects an empty reduction)
         names = batch + a_free + b_free
-        return _zeros([(n, {**sa, **sb}[n]) for n in names], a.dtype)
+        return _zeros([(n, {**sa, **sb}[n]) for n in names], eqn.out.type.dtype)  # contract_wide: int32
     lead = [("_batch", size(batch, sa))] if batch else []
     a3 = reshape(permute(a, batch + a_free + over), lead + [("_m", size(a_free, sa)), ("_k", size(over, sa))])
     b3 = reshape(permute(b, batch + over + b_free), lead + [("_k", size(over, sb)), ("_n", size(b_free, sb))])

@@ -612,3 +612,17 @@ def test_int8_on_a_cpu_without_vnni_runs_the_generic_loops_exactly(name):
     inputs = random_inputs(program, seed=5)
     assert not any(k.startswith("nir_int8_gemm") for k in exe.schedules)
     np.testing.assert_array_equal(exe(*inputs)[0], reference(program, inputs)[0])
+
+
+@pytest.mark.parametrize("m,k", [(2, 0), (0, 4)])
+def test_int8_contract_wide_with_no_elements_gives_int32(m: int, k: int) -> None:
+    """An empty operand skips the VNNI kernel (it cannot pack zero rows) and sums no terms into int32."""
+    b = Builder()
+    x = b.input(TensorType((("M", m), ("K", k)), "int8"))
+    w = b.input(TensorType((("K", k), ("N", 3)), "int8"))
+    program = b.build([b.add("contract_wide", [x, w], over=("K",))])
+    ins = [np.ones((m, k), np.int8), np.ones((k, 3), np.int8)]
+    got = np.asarray(nir.backends.get("tvm").build(program, "llvm")(*ins)[0])
+    want = interpret(program, *ins)[0]
+    assert got.dtype == np.int32 and got.shape == (m, 3)
+    np.testing.assert_array_equal(got, want)
