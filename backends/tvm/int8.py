@@ -28,11 +28,11 @@ import tvm
 from tvm import relax, s_tir, te
 from tvm.relax import op as R
 from tvm.s_tir import TensorIntrin
-from tvm.s_tir.tensor_intrin.x86 import dot_product_16x4_u8i8i32_desc
 from tvm.script import tirx as T
 
 from nir.ir import Eqn
 
+from .intrinsics import x86_intrinsics
 from .named import Named, _to_image, bind, permute, reshape
 
 __all__ = ["VNNI_INTRIN", "has_vnni", "gemm_kernel", "pack_weight", "contract_wide", "conv2d_wide"]
@@ -55,7 +55,12 @@ def _vnni_impl(A: T.Buffer((4,), "uint8", offset_factor=1), B: T.Buffer((16, 4),
             C.vload([0], dtype="int32x16"), a, B.vload([0, 0], dtype="int8x64"), dtype="int32x16")
 
 
-TensorIntrin.register(VNNI_INTRIN, dot_product_16x4_u8i8i32_desc, _vnni_impl)
+@functools.lru_cache(maxsize=None)
+def _register_vnni() -> str:
+    """Register `VNNI_INTRIN` (TVM's description, nir's implementation) on first use: importing TVM's x86
+    intrinsics costs seconds, which a process that never runs an int8 kernel should not pay."""
+    TensorIntrin.register(VNNI_INTRIN, x86_intrinsics().dot_product_16x4_u8i8i32_desc, _vnni_impl)
+    return VNNI_INTRIN
 
 
 def has_vnni(target: tvm.target.Target | None) -> bool:
@@ -93,7 +98,7 @@ def gemm_kernel(m: int, n: int, k: int) -> tvm.tirx.PrimFunc:
     sch.parallel(sch.fuse(i0, j0))
     init = sch.decompose_reduction(block, k0)
     sch.vectorize(sch.get_loops(init)[-1])
-    sch.tensorize(j2, VNNI_INTRIN)
+    sch.tensorize(j2, _register_vnni())
     sch.unroll(i1)
     sch.unroll(j1)
     return sch.mod["main"].with_attr("tirx.is_scheduled", True).with_attr("op_pattern", 8)  # 8: opaque

@@ -29,14 +29,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import importlib
-import importlib.util
 import json
 import logging
 import os
 import pathlib
-import platform
-import sys
 import tempfile
 import time
 import uuid
@@ -56,6 +52,7 @@ from nir.ir import Program
 from nir.target import Target, parse_target
 
 from .build import _BUILD_LOCK, relax_module, to_tvm, tvm_target
+from .intrinsics import register_tensor_intrinsics
 
 __all__ = ["tune", "measure_remote", "task_shares", "plan_tasks", "parse_rpc", "register_tensor_intrinsics",
            "TaskPlan", "profile_primfuncs"]
@@ -71,28 +68,6 @@ _log = logging.getLogger("nir.tune.tvm")
 # ---------------------------------------------------------------------------------------------
 # start-up costs
 # ---------------------------------------------------------------------------------------------
-
-def register_tensor_intrinsics(target: Target) -> None:
-    """Register the tensor intrinsics MetaSchedule's rules for ``target`` name (x86 VNNI/AVX-512 dot
-    products on x86 CPUs, NEON/dotprod on Arm, all of them for cuda), without importing the rest of
-    ``tvm.s_tir.tensor_intrin``, whose CUDA intrinsics take half a minute to parse.
-    `TuneContext` imports the package; once it is in ``sys.modules`` that import does nothing."""
-    name = "tvm.s_tir.tensor_intrin"
-    if target.kind != "llvm":
-        importlib.import_module(name)
-        for sub in ("cuda", "arm_cpu", "x86", "rocm"):
-            importlib.import_module(f"{name}.{sub}")
-        return
-    if name not in sys.modules:
-        spec = importlib.util.find_spec(name)
-        if spec is None:  # pragma: no cover - a TVM without it: nothing to register
-            return
-        package = importlib.util.module_from_spec(spec)  # the package, without running its __init__
-        sys.modules[name] = package
-    machine = platform.machine().lower()
-    sub = "arm_cpu" if machine.startswith(("arm", "aarch64")) else "x86"
-    importlib.import_module(f"{name}.{sub}")
-
 
 def fast_build(mod: tvm.IRModule, target: tvm.target.Target, _params: Any) -> Any:
     """MetaSchedule's default build minus the tensor-intrinsics import (CPU fp32 never uses them)."""
@@ -363,7 +338,7 @@ def tune(program: Program, target: Target | str, *, work_dir: str | os.PathLike,
     work_dir.mkdir(parents=True, exist_ok=True)
     target = parse_target(target)
     ttarget = tvm_target(target)
-    register_tensor_intrinsics(target)
+    register_tensor_intrinsics(target.kind)
     with _BUILD_LOCK, ttarget:  # lowering uses TVM's process-global BlockBuilder stack, as build() does
         legal = relax.get_pipeline("zero")(relax_module(program, target))  # as build() lowers it
     tasks = [t for t in ms.relax_integration.extract_tasks(legal, ttarget)
