@@ -112,9 +112,10 @@ class Compiled(Dispatch):
 
     # -- trees of tensors as arguments ------------------------------------------------------------
 
-    def __call__(self, *args: Any) -> Any:
+    def _call_slow(self, args: Sequence[Any]) -> Any:
+        # trees never take the fast path (it wants NamedTensors), so they are told apart here, off it
         if not _has_tree(args):
-            return super().__call__(*args)
+            return super()._call_slow(args)
         leaves, tree = flatten_args(args)
         if self._given is not None and self._given.inputs is not None:  # a traced program of tree arguments
             if tree != self._given.inputs:

@@ -74,7 +74,7 @@ class Entry:
     """One compiled signature: its program, the backend executable, and how to hand results back."""
 
     __slots__ = ("specs", "program", "structure", "executable", "backend", "tuned", "out_types", "tick",
-                 "padding", "entry", "_single")
+                 "padding", "entry", "run1")
 
     def __init__(self, specs: tuple[Spec, ...], program: Any, structure: Any, executable: Any, backend: str,
                  tuned: bool = False, padding: Any = None) -> None:
@@ -85,16 +85,33 @@ class Entry:
         self.padding = padding  # a nir.dynamic.Padding when this entry serves a dynamic dim by padding
         self.tick = 0  # last use, for the least-recently-used bound
         self.entry = self  # a runner's entry (an Entry runs itself)
-        self._single = structure == 0 and len(self.out_types) == 1
+        #: the one-input call (`Dispatch.__call__`'s fast path): the array in, the result out
+        self.run1: Callable[[Any], Any] = self._one_call()
+
+    def _one_call(self) -> Callable[[Any], Any]:
+        """``run([x])`` with the per-call work done here, once: a single output is wrapped straight from
+        the executable's first result (a bare array where the executable offers one, `single`)."""
+        ex, structure, types = self.executable, self.structure, self.out_types  # (no reference to self)
+        if structure != 0 or len(types) != 1:
+            return lambda x: _wrap(structure, types, ex(x))
+        t, eager, asarray = types[0], NamedTensor._eager, np.asarray
+        single = getattr(ex, "single", None)  # the one output itself, not a list of one
+        if single is not None:
+            return lambda x: eager(asarray(single(x)), t)
+        return lambda x: eager(asarray(ex(x)[0]), t)
 
     def run(self, data: Sequence[Any]) -> Any:
         """Run on arrays in the signature's logical order; results as NamedTensors in the function's
         output structure. Outputs are not copied (``np.asarray`` of a CPU jax array or a TVM tensor shares
         its memory)."""
-        outs = self.executable(*data)
-        if self._single:
-            return NamedTensor._eager(np.asarray(outs[0]), self.out_types[0])
-        return _rebuild(self.structure, [NamedTensor._eager(np.asarray(o), t) for o, t in zip(outs, self.out_types)])
+        return _wrap(self.structure, self.out_types, self.executable(*data))
+
+
+def _wrap(structure: Any, types: Sequence[TensorType], outs: Sequence[Any]) -> Any:
+    """An executable's outputs as NamedTensors in the function's output structure (numpy views, no copy)."""
+    if structure == 0 and len(types) == 1:
+        return NamedTensor._eager(np.asarray(outs[0]), types[0])
+    return _rebuild(structure, [NamedTensor._eager(np.asarray(o), t) for o, t in zip(outs, types)])
 
 
 class Dispatch:
@@ -111,9 +128,18 @@ class Dispatch:
         self._last: Entry | None = None
 
     def __call__(self, *args: Any) -> Any:
+        if len(args) == 1:  # the common case, with nothing built per call: one tuple for the key
+            a = args[0]
+            if type(a) is NamedTensor and a._data is not None:
+                run = self._fast.get((a._type.signature,))
+                if run is not None:
+                    entry = self._last = run.entry
+                    entry.tick = next(self._clock)
+                    return run.run1(a._data)
+            return self._call_slow(args)
         key, data = [], []
         for a in args:
-            if type(a) is not NamedTensor or a._data is None:  # plain arrays, traced values: slow path
+            if type(a) is not NamedTensor or a._data is None:  # plain arrays, traced values, trees: slow path
                 return self._call_slow(args)
             key.append(a._type.signature)
             data.append(a._data)

@@ -289,6 +289,10 @@ class PaddedRun:
             self._types.append(TensorType(tuple(dims), t.dtype))
         self._single = entry.structure == 0 and len(self._types) == 1
 
+    def run1(self, x: Any) -> Any:
+        """`run` of one input."""
+        return self.run((x,))
+
     def run(self, data: Sequence[Any]) -> Any:
         """Pad, run the bucket program, hand back the rows that were asked for."""
         padded = []

@@ -29,6 +29,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import tvm
+import tvm_ffi
 from tvm import relax
 
 from nir.backends import BackendChoiceError, BackendError, FallbackWarning
@@ -203,7 +204,8 @@ def to_tvm(x: Any, sig: Signature, index: int, device: tvm.runtime.Device) -> tv
     return t if t.device == device else t.copyto(device)
 
 
-_from_dlpack = tvm.runtime.from_dlpack
+_Tensor = tvm_ffi.core.Tensor  # what the VM returns for a tensor (tvm.runtime.Tensor derives from it)
+_share = tvm_ffi.from_dlpack  # no alignment/contiguity checks: `TVMExecutable._input` makes them, cheaper
 
 
 def _aligned_copy(x: np.ndarray) -> np.ndarray:
@@ -268,7 +270,9 @@ class TVMExecutable:
 
     def vm_function(self) -> Any:
         """The compiled entry function of a VM of its own (not one of the pool that calls use): TVM tensors
-        on `device` in, a tuple of TVM tensors out. No checks and no conversions (for timing kernels)."""
+        on `device` in; out, the output tensor of a one-output program, else a tuple of them (also from an
+        artifact exported before one output came back bare). No checks and no conversions (for timing
+        kernels)."""
         if self._main is None:
             self._vm = self._new_vm()
             self._main = self._vm["main"]
@@ -297,31 +301,61 @@ class TVMExecutable:
 
     def __call__(self, *arrays: Any) -> list[np.ndarray]:
         """Run the program; inputs may be numpy arrays, torch tensors, jax arrays or TVM tensors. Inputs
-        and outputs are shared with TVM through DLPack where their memory allows (no copy). Safe to call
-        from several threads at once."""
+        and outputs are shared with TVM through DLPack where their memory allows (no copy; see `_input`
+        for when an input is copied). Safe to call from several threads at once."""
         if len(arrays) != len(self.inputs):
             want = ", ".join(s.pretty() for s in self.inputs)
             raise BackendError(f"the program takes {len(self.inputs)} inputs ({want}), got {len(arrays)}")
-        try:
-            fn = self._idle.pop()
-        except IndexError:
-            fn = self._new_vm()["main"]
+        fn = self._take_vm()
         try:
             out = fn(*[self._input(a, i) for i, a in enumerate(arrays)])
         finally:
-            if len(self._idle) < _IDLE_VMS:  # after a burst of threads, extra VMs (and their memory) go
-                self._idle.append(fn)
+            self._give_vm(fn)
+        outs = (out,) if isinstance(out, _Tensor) else out  # main returns a one-output program's tensor bare
         if self._numpy_out:
-            return [np.from_dlpack(t) for t in out]
-        return [_to_numpy(t) for t in out]
+            return [np.from_dlpack(t) for t in outs]
+        return [_to_numpy(t) for t in outs]
+
+    def single(self, x: Any) -> np.ndarray:
+        """`__call__` of a one-input, one-output program, for `nir.compile`'s per-call fast path: the
+        output itself (a numpy array sharing TVM's memory where the dtype allows), not a list of one."""
+        fn = self._take_vm()
+        try:
+            out = fn(self._input(x, 0))
+        finally:
+            self._give_vm(fn)
+        if not isinstance(out, _Tensor):  # a tuple: an artifact exported before main returned one output bare
+            out = out[0]
+        return np.from_dlpack(out) if self._numpy_out else _to_numpy(out)
+
+    def _take_vm(self) -> Any:
+        """The main function of an idle VM of the pool, or of a new one (see the module docstring)."""
+        try:
+            return self._idle.pop()
+        except IndexError:
+            return self._new_vm()["main"]
+
+    def _give_vm(self, fn: Any) -> None:
+        """Put a VM's main function back in the pool, unless the pool is full."""
+        if len(self._idle) < _IDLE_VMS:  # after a burst of threads, extra VMs (and their memory) go
+            self._idle.append(fn)
 
     def _input(self, x: Any, i: int) -> Any:
+        """Input ``i`` as a TVM tensor. A numpy array of exactly the input's shape and dtype is shared
+        (no copy) when it is C-contiguous, writeable and 64-byte aligned (as `nir.tensor` and every
+        backend's outputs but XLA's make them); otherwise it is copied, because TVM's kernels may use
+        aligned vector loads on compact memory, and DLPack cannot carry a read-only array (XLA's
+        outputs, which jax owns, are read-only)."""
         exact = self._exact[i]
         if exact is not None and type(x) is np.ndarray and x.shape == exact[0] and x.dtype == exact[1] and x.size:
-            # checked here, not by letting from_dlpack fail: a failed TVM call costs ~25 us
-            if not (x.flags.c_contiguous and x.flags.writeable and x.ctypes.data % ALIGNMENT == 0):
-                x = _aligned_copy(x)
-            return _from_dlpack(x)
+            # checked here, not by letting from_dlpack fail (a failed check raises, ~20 us); the pointer is
+            # read from the TVM tensor, as x.ctypes.data alone costs ~1 us
+            flags = x.flags
+            if flags.c_contiguous and flags.writeable:
+                t = _share(x)
+                if t.data_ptr() % ALIGNMENT == 0:
+                    return t
+            return _share(_aligned_copy(x))
         return to_tvm(x, self.inputs[i], i, self.device)
 
     def backend_ir(self, kind: str | None = None) -> str:

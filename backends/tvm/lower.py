@@ -572,9 +572,9 @@ def emit_program(ctx: LoweringContext, program: Program, args: Sequence[Named]) 
 
 def lower_program(program: Program, lowerings: dict[str, "Lowering | Control"] | None = None) -> tvm.IRModule:
     """Build the Relax module of ``program``: its function "main" takes the inputs in logical order
-    and returns a tuple of the outputs in logical order (private functions hold the loops and
-    branches of scans and conds). Assumes every primitive has a lowering (the caller reports the
-    unsupported ones)."""
+    and returns the output (a one-output program) or a tuple of the outputs, in logical order (private
+    functions hold the loops and branches of scans and conds). Assumes every primitive has a lowering
+    (the caller reports the unsupported ones)."""
     ctx = LoweringContext(relax.BlockBuilder(), LOWERINGS if lowerings is None else lowerings)
     ctx.prepare(program)
     bb = ctx.bb
@@ -583,7 +583,9 @@ def lower_program(program: Program, lowerings: dict[str, "Lowering | Control"] |
         with bb.dataflow():
             outs = emit_program(ctx, program, [Named(p, v.type.names) for v, p in zip(program.inputs, params)])
             results = [permute(r, v.type.names).expr for r, v in zip(outs, program.outputs)]
-            gv = bb.emit_output(relax.Tuple(results))
+            # one output is returned bare: the VM then hands back the tensor itself, and unpacking a
+            # one-element tuple would cost each call ~0.7 us
+            gv = bb.emit_output(results[0] if len(results) == 1 else relax.Tuple(results))
         bb.emit_func_output(gv)
     return relax.transform.DeadCodeElimination()(bb.get())  # permutes that `permute` composed away
 

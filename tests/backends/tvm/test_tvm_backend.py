@@ -270,7 +270,7 @@ def test_relax_for_broadcast_by_name_then_softmax():
         with bb.dataflow():
             s = bb.emit(R.add(rx, rb))  # {C} broadcasts against {N, C} with no reshape
             y = bb.emit(R.nn.softmax(s, axis=1))
-            gv = bb.emit_output(relax.Tuple([y]))
+            gv = bb.emit_output(y)  # one output: returned bare, not in a tuple
         bb.emit_func_output(gv)
     tvm.ir.assert_structural_equal(backend.lower_program(program), bb.get())
 
@@ -293,7 +293,7 @@ def test_relax_for_physical_layouts_permutes_at_the_boundary_and_composes_permut
             zero = relax.const(0, "float32")
             rl = bb.emit(R.where(R.less(nm, zero), zero, nm))  # relu in (N, M), keeping NaN like numpy
             out = bb.emit(R.permute_dims(rl, [1, 0]))  # returned in logical order (M, N)
-            gv = bb.emit_output(relax.Tuple([out]))
+            gv = bb.emit_output(out)
         bb.emit_func_output(gv)
     tvm.ir.assert_structural_equal(backend.lower_program(program), bb.get())
 
@@ -393,6 +393,45 @@ def test_aligned_contiguous_numpy_inputs_are_not_copied():
     m = _misaligned(a)
     t = build_module.to_tvm(m, build_module.Signature(("A", "B"), (64, 48), "float32"), 0, tvm.cpu())
     assert np.from_dlpack(t).ctypes.data % 64 == 0
+
+
+def test_the_executable_shares_aligned_writeable_inputs_and_copies_the_rest(matmul_exe):
+    program, exe = matmul_exe
+    x, w = (_aligned(a) for a in random_inputs(program, seed=7))
+    assert np.shares_memory(np.from_dlpack(exe._input(x, 0)), x)
+    read_only = _aligned(x)
+    read_only.setflags(write=False)
+    for a in (_misaligned(x), np.asfortranarray(x), read_only):
+        t = exe._input(a, 0)
+        assert t.data_ptr() % 64 == 0 and not np.shares_memory(np.from_dlpack(t), a)
+        np.testing.assert_array_equal(np.from_dlpack(t), x)
+
+
+def test_one_output_comes_back_bare_and_several_in_a_tuple():
+    b = Builder()
+    x = b.input(T({"N": 4, "C": 8}))
+    one = backend.build(b.build([b.add("exp", [x])]), parse_target("llvm"))
+    b = Builder()
+    x = b.input(T({"N": 4, "C": 8}))
+    two = backend.build(b.build([b.add("exp", [x]), b.add("neg", [x])]), parse_target("llvm"))
+    arg = tvm.runtime.tensor(np.ones((4, 8), np.float32))
+    assert isinstance(one.vm_function()(arg), tvm.runtime.Tensor)
+    assert len(two.vm_function()(arg)) == 2
+
+
+def test_single_reads_a_one_element_tuple_as_older_artifacts_return():
+    bb = relax.BlockBuilder()
+    rx = relax.Var("x", relax.TensorType((4, 8), "float32"))
+    with bb.function("main", [rx]):
+        with bb.dataflow():
+            gv = bb.emit_output(relax.Tuple([bb.emit(R.exp(rx))]))
+        bb.emit_func_output(gv)
+    lib = tvm.compile(bb.get(), target="llvm")
+    sig = build_module.Signature(("N", "C"), (4, 8), "float32")
+    exe = build_module.TVMExecutable(lib, parse_target("llvm"), [sig], [sig])
+    x = _aligned(np.random.default_rng(8).standard_normal((4, 8)).astype(np.float32))
+    np.testing.assert_allclose(exe.single(x), np.exp(x), rtol=1e-6)
+    np.testing.assert_allclose(exe(x)[0], np.exp(x), rtol=1e-6)
 
 
 def test_torch_inputs_misaligned_and_strided(matmul_exe):
