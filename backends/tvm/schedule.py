@@ -43,9 +43,19 @@ MIN_PARALLEL_TASKS = 8
 Rule = Callable[[s_tir.Schedule, Target], "bool | s_tir.Schedule | None"]
 
 
+# x86 vector widths by the widest vector extension the target has (TVM 0.27's llvm_get_vector_width
+# answers 512 for every x86 CPU, AVX2-only and SSE-only ones included)
+_X86_VECTOR_BITS = (("avx512f", 512), ("avx", 256), ("sse2", 128))
+
+
 def _vector_bits(target: Target) -> int:
-    """The CPU's vector width in bits (256 when LLVM does not say)."""
+    """The CPU's vector width in bits: on x86 from the target's features (AVX-512 512, AVX/AVX2 256,
+    SSE2 128), elsewhere as LLVM reports it (256 when LLVM does not say)."""
     try:
+        has = tvm.target.codegen.target_has_features
+        bits = next((b for feature, b in _X86_VECTOR_BITS if has(feature, target)), 0)
+        if bits:
+            return bits
         width = int(tvm.target.codegen.llvm_get_vector_width(target))
     except Exception:  # noqa: BLE001 - an unknown CPU
         width = 0

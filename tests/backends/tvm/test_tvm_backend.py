@@ -565,6 +565,12 @@ def test_nchw_conv_output_width_is_padded_to_whole_vectors(width, stride):
     assert "contraction" in exe.schedules.values()
 
 
+@pytest.mark.parametrize("cpu,lanes", [("haswell", 8), ("znver3", 8), ("skylake-avx512", 16), ("x86-64", 4)])
+def test_vector_lanes_follow_the_target_cpu(cpu, lanes):
+    """TVM 0.27's llvm_get_vector_width answers 512 bits for every x86 CPU; the schedules read the features."""
+    assert schedule_module.lanes(backend.tvm_target(parse_target(f"llvm -mcpu={cpu}")), "float32") == lanes
+
+
 # ---------------------------------------------------------------------------------------------
 # int8 on CPUs with AVX-512 VNNI (backends/tvm/int8.py)
 # ---------------------------------------------------------------------------------------------
