@@ -603,6 +603,18 @@ def test_avx2_contractions_match_the_reference(m, k, n):
     assert "contraction" in exe.schedules.values() and None not in exe.schedules.values(), exe.schedules
 
 
+@needs_avx2
+@pytest.mark.parametrize("name", ["softmax", "layer_norm-chw", "conv-nchw", "conv-groups", "batched-prime",
+                                  "matmul-prime-rows"])
+def test_avx2_builds_of_the_default_schedules_match_the_reference(name):
+    """8-lane vectors in every rule (row reductions, convolution widths padded to whole vectors, tiles)."""
+    program, rule = SCHEDULED[name]
+    inputs = random_inputs(program, seed=9)
+    exe = backend.build(program, parse_target("llvm -mcpu=haswell"))
+    assert_close(exe(*inputs), reference(program, inputs), "float32")
+    assert rule in exe.schedules.values(), exe.schedules
+
+
 # ---------------------------------------------------------------------------------------------
 # int8 on CPUs with AVX-512 VNNI (backends/tvm/int8.py)
 # ---------------------------------------------------------------------------------------------
