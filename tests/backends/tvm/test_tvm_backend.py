@@ -604,6 +604,56 @@ def test_nchw_conv_output_width_is_padded_to_whole_vectors(width, stride):
     assert "contraction" in exe.schedules.values()
 
 
+@pytest.mark.parametrize("cpu,lanes", [("haswell", 8), ("znver3", 8), ("skylake-avx512", 16), ("x86-64", 4)])
+def test_vector_lanes_follow_the_target_cpu(cpu, lanes):
+    """TVM 0.27's llvm_get_vector_width answers 512 bits for every x86 CPU; the schedules read the features."""
+    assert schedule_module.lanes(backend.tvm_target(parse_target(f"llvm -mcpu={cpu}")), "float32") == lanes
+
+
+@pytest.mark.parametrize("cpu", ["haswell", "skylake-avx512"])
+def test_register_tiles_fit_the_vector_registers(cpu):
+    """Accumulators, one row's loaded vectors and a broadcast: within 16 (AVX2) or 32 (AVX-512) registers."""
+    target = backend.tvm_target(parse_target(f"llvm -mcpu={cpu}"))
+    lanes, registers = schedule_module.lanes(target, "float32"), schedule_module._registers(target)
+    accumulators = schedule_module._accumulators(target)
+    for n in (8, 16, 24, 32, 40, 64, 100, 128, 197, 256, 512, 768, 3072):
+        for m in (2, 3, 7, 12, 37, 96, 128, 197, 1024):
+            for can_pad in (True, False):
+                tile = schedule_module._register_tile(n, m, lanes, accumulators, can_pad, registers)
+                if tile is not None:
+                    nv, _, rows, _, _ = tile
+                    assert rows * nv + nv + 1 <= registers, (n, m, can_pad, tile)
+
+
+needs_avx2 = pytest.mark.skipif(
+    not tvm.target.codegen.target_has_features("avx2", backend.tvm_target(parse_target("llvm"))),
+    reason="runs AVX2 code")
+
+
+@needs_avx2
+@pytest.mark.parametrize("m,k,n", [(64, 24, 256), (1024, 16, 128), (96, 40, 64), (37, 16, 48)])
+def test_avx2_contractions_match_the_reference(m, k, n):
+    """AVX2's register tiles (4 rows x 3 vectors with the columns padded, 6 x 2 with the rows padded,
+    6 x 2, 2 x 3 with 37 rows padded to 38) give the reference's results."""
+    program = one("contract", [T({"M": m, "K": k}), T({"K": k, "N": n})], over=("K",))
+    inputs = random_inputs(program, seed=8)
+    exe = backend.build(program, parse_target("llvm -mcpu=haswell"))
+    assert_close(exe(*inputs), reference(program, inputs), "float32")
+    assert "contraction" in exe.schedules.values() and None not in exe.schedules.values(), exe.schedules
+
+
+@needs_avx2
+@pytest.mark.parametrize("name", ["softmax", "layer_norm-chw", "conv-nchw", "conv-groups", "batched-prime",
+                                  "matmul-prime-rows"])
+def test_avx2_builds_of_the_default_schedules_match_the_reference(name):
+    """8-lane vectors in every rule (row reductions, convolution widths padded to whole vectors, tiles)."""
+    program, rule = SCHEDULED[name]
+    inputs = random_inputs(program, seed=9)
+    exe = backend.build(program, parse_target("llvm -mcpu=haswell"))
+    assert_close(exe(*inputs), reference(program, inputs), "float32")
+    assert rule in exe.schedules.values(), exe.schedules
+
+
 # ---------------------------------------------------------------------------------------------
 # int8 on CPUs with AVX-512 VNNI (backends/tvm/int8.py)
 # ---------------------------------------------------------------------------------------------
