@@ -65,11 +65,13 @@ class Deadline:
 @derived_object
 class DeadlineCostModel(ms.cost_model.PyCostModel):
     """``inner`` (e.g. an XGBModel) that stops training and raises `DeadlineReached` from `predict`
-    once ``deadline`` has passed."""
+    once ``deadline`` has passed. Training that would not end before the deadline (judged by the last
+    training's duration, which grows with the data) is skipped too: it cannot be interrupted."""
 
     def __init__(self, inner: Any, deadline: Deadline) -> None:
         super().__init__()
         self.inner, self.deadline = inner, deadline
+        self.last_update_s = 0.0
 
     def load(self, path: str) -> None:
         """Load the inner model."""
@@ -80,9 +82,13 @@ class DeadlineCostModel(ms.cost_model.PyCostModel):
         self.inner.save(path)
 
     def update(self, context: Any, candidates: list[Any], results: list[Any]) -> None:
-        """Train the inner model, unless the time is up."""
-        if not self.deadline.passed():
-            self.inner.update(context, candidates, results)
+        """Train the inner model, unless the time is up or would be before the training ends."""
+        left = self.deadline.left()
+        if left is not None and left <= 1.5 * self.last_update_s:
+            return
+        t0 = time.monotonic()
+        self.inner.update(context, candidates, results)
+        self.last_update_s = time.monotonic() - t0
 
     def predict(self, context: Any, candidates: list[Any]) -> Any:
         """The inner model's scores; raises `DeadlineReached` once the time is up."""
@@ -122,15 +128,20 @@ class DeadlineRunner(ms.runner.PyRunner):
     def __init__(self, inner: Any, deadline: Deadline) -> None:
         super().__init__()
         self.inner, self.deadline = inner, deadline
+        self.last_run_s = 0.0
 
     def run(self, runner_inputs: list[Any]) -> list[Any]:
-        """Futures of ``runner_inputs``; failed ones past the deadline."""
+        """Futures of ``runner_inputs``; failed ones past the deadline (or so close to it that the last
+        candidate's time would not fit)."""
         out = []
         for inp in runner_inputs:
-            if self.deadline.passed():
+            left = self.deadline.left()
+            if left is not None and left <= self.last_run_s:
                 out.append(LocalRunnerFuture(res=None, error_message=DEADLINE_MESSAGE))
                 continue
+            t0 = time.monotonic()
             (fut,) = self.inner.run([inp])
+            self.last_run_s = time.monotonic() - t0
             out.append(DeadlineRunnerFuture(fut, self.deadline))
         return out
 
