@@ -467,8 +467,10 @@ def row_reduction(sch: s_tir.Schedule, target: Target) -> bool | s_tir.Schedule 
     """Reductions over the innermost dims with their elementwise neighbours (softmax, layer_norm,
     RMSNorm): every block under one parallel loop over the rows, so a row stays in L1 from its first
     pass to its last; each reduction split into vector-wide partial sums (`rfactor`) that run
-    vectorized, then summed across the lanes; elementwise blocks vectorized; epilogues (the user's
-    scale and shift) inlined. Where that does not apply, dlight's CPU reduction rule. (Over outer dims
+    vectorized, then summed across the lanes; elementwise blocks vectorized (in steps of `_row_vector`;
+    a row no step divides, such as 197, as whole vectors and a scalar tail); epilogues (the user's
+    scale and shift) inlined. A reduction over such a row stays a scalar chain unless its producer
+    split it (vmath's softmax does). Where that does not apply, dlight's CPU reduction rule. (Over outer dims
     either would recompute each reduction per output row: not this rule.)"""
     infos = normalize_prim_func(sch) or []
     if not all(_reduces_innermost(sch, b) for b in infos if b.is_reduction()):
@@ -520,6 +522,10 @@ def _rows(sch: s_tir.Schedule, target: Target) -> bool:
         k = sch.fuse(*inner) if len(inner) > 1 else inner[0]
         n = _extent(sch, k)
         vec = _row_vector(n, lanes)
+        if vec is None and n > lanes:  # no step divides the row (197): whole vectors, then a scalar tail
+            n = n - n % lanes
+            k = sch.loop_partition(k, [n, None])[0]
+            vec = _row_vector(n, lanes)
         if vec is not None:
             if vec < n:
                 k = sch.split(k, [None, vec])[1]
