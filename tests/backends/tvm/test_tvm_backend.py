@@ -676,6 +676,12 @@ def test_row_reductions_over_rows_of_whole_quarter_vectors_are_vectorized(prim):
     assert "T.vectorized" in exe.backend_ir("tir")
 
 
+def test_layer_norm_over_a_prime_row_is_vectorized_up_to_a_scalar_tail():
+    """197 features: vmath's layer_norm sums the first 192 as vector partials, then the 5 left."""
+    tir = backend.build(_row_op("layer_norm", 24, 197), parse_target("llvm")).backend_ir("tir")
+    assert "layer_norm_sum_head_rf" in tir and "layer_norm_var_sum_head_rf" in tir and "T.vectorized" in tir
+
+
 def test_softmax_over_a_prime_row_is_vectorized_up_to_a_scalar_tail():
     """197 keys (ViT): max and sum over the first 192 as vector partials, then the 5 left; exp and the
     scaling as 192 in vectors and a scalar tail (vmath splits the reductions, the row rule the rest)."""
