@@ -592,6 +592,27 @@ def test_calling_cuda_code_without_a_gpu_raises(cuda_export):
         backend.load(path, manifest)
 
 
+@pytest.mark.parametrize("n,c,o,h,w,nhwc", [(1, 64, 40, 14, 14, False), (2, 37, 20, 5, 7, False),
+                                              (1, 48, 33, 7, 7, True), (3, 5, 24, 6, 9, True)])
+def test_pointwise_convs_are_scheduled_matmuls_over_the_pixels(n, c, o, h, w, nhwc):
+    """A 1x1 conv (stride 1, no padding) is one matmul of the weights and the H*W pixels, with ragged
+    sizes (pixels, channels and filters that no tile divides), batches, NCHW and NHWC."""
+    x, k = ({"N": n, "H": h, "W": w, "C": c}, {"H": 1, "W": 1, "C": c, "O": o}) if nhwc else \
+        ({"N": n, "C": c, "H": h, "W": w}, {"O": o, "C": c, "H": 1, "W": 1})
+    program = one("conv2d", [T(x), T(k)], stride=(1, 1), padding=(0, 0), groups=1, **CONV)
+    exe = check(program)
+    assert "matmul" in exe.backend_ir("relax") and "conv2d" not in exe.backend_ir("relax")
+    assert "contraction" in exe.schedules.values() and None not in exe.schedules.values(), exe.schedules
+
+
+def test_strided_and_padded_1x1_convs_stay_convolutions():
+    """Only stride 1 without padding is a matmul over the pixels."""
+    for stride, padding in (((2, 2), (0, 0)), ((1, 1), (1, 1))):
+        program = one("conv2d", [T({"N": 1, "C": 8, "H": 9, "W": 9}), T({"O": 16, "C": 8, "H": 1, "W": 1})],
+                      stride=stride, padding=padding, groups=1, **CONV)
+        assert "conv2d" in check(program).backend_ir("relax")
+
+
 @pytest.mark.parametrize("width,stride", [(28, 1), (14, 2), (7, 1)])
 def test_nchw_conv_output_width_is_padded_to_whole_vectors(width, stride):
     """28 -> 32 columns (14 -> 16 and 7 -> 8 likewise), computed then sliced: same results."""
