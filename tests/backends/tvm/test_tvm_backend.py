@@ -605,6 +605,43 @@ def test_pointwise_convs_are_scheduled_matmuls_over_the_pixels(n, c, o, h, w, nh
     assert "contraction" in exe.schedules.values() and None not in exe.schedules.values(), exe.schedules
 
 
+def _block(n: int, c: int, o: int, h: int, w: int, extra: dict[str, int]) -> Program:
+    """relu(conv1x1(x) * scale{O} + shift{extra}), a ResNet block's tail after a 1x1 conv."""
+    b = Builder()
+    x, k = b.input(T({"N": n, "C": c, "H": h, "W": w})), b.input(T({"O": o, "C": c, "H": 1, "W": 1}))
+    scale, shift = b.input(T({"O": o})), b.input(T(extra))
+    y = b.add("conv2d", [x, k], stride=(1, 1), padding=(0, 0), groups=1, **CONV)
+    return b.build([b.add("relu", [b.add("add", [b.add("mul", [y, scale]), shift])])])
+
+
+@pytest.mark.parametrize("n,c,o,h,w", [(1, 32, 48, 14, 14), (2, 19, 40, 7, 5)])
+def test_elementwise_ops_after_a_pointwise_conv_run_in_its_kernel(n, c, o, h, w):
+    """The per-channel affine, a residual of the output's shape and the relu are computed on the
+    matmul's (N, O, H*W) shape, in its kernel (`SinkReshape`), with the reference's results."""
+    program = _block(n, c, o, h, w, {"N": n, "O": o, "H": h, "W": w})
+    exe = check(program)
+    assert any(k.startswith("fused_matmul") and k.endswith("_where") for k in exe.schedules), exe.schedules
+    assert not any("reshape" in k and rule != "view" for k, rule in exe.schedules.items()), exe.schedules
+
+
+def test_an_operand_along_part_of_the_merged_pixels_stays_after_the_reshape():
+    """A shift along W alone (of the pixels H*W, which the matmul merged) cannot be computed on the
+    matmul's shape: the reshape stays before it, with the reference's results."""
+    program = _block(1, 16, 24, 6, 10, {"W": 10})
+    exe = check(program)
+    assert any("reshape" in k and k.endswith("_where") for k in exe.schedules), exe.schedules
+
+
+def test_a_bias_after_a_batched_matmul_runs_in_its_kernel():
+    """contract of {B, T, D} with {D, F} is a (B*T, D) matmul reshaped to {B, T, F}: the bias{F} is added
+    on the matmul's shape."""
+    b = Builder()
+    x, wt, bias = b.input(T({"B": 2, "T": 37, "D": 24})), b.input(T({"D": 24, "F": 40})), b.input(T({"F": 40}))
+    program = b.build([b.add("add", [b.add("contract", [x, wt], over=("D",)), bias])])
+    exe = check(program)
+    assert any(k.startswith("fused_matmul") and "add" in k for k in exe.schedules), exe.schedules
+
+
 def test_strided_and_padded_1x1_convs_stay_convolutions():
     """Only stride 1 without padding is a matmul over the pixels."""
     for stride, padding in (((2, 2), (0, 0)), ((1, 1), (1, 1))):
