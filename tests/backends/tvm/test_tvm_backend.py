@@ -642,12 +642,22 @@ def test_a_bias_after_a_batched_matmul_runs_in_its_kernel():
     assert any(k.startswith("fused_matmul") and "add" in k for k in exe.schedules), exe.schedules
 
 
-def test_strided_and_padded_1x1_convs_stay_convolutions():
-    """Only stride 1 without padding is a matmul over the pixels."""
-    for stride, padding in (((2, 2), (0, 0)), ((1, 1), (1, 1))):
-        program = one("conv2d", [T({"N": 1, "C": 8, "H": 9, "W": 9}), T({"O": 16, "C": 8, "H": 1, "W": 1})],
-                      stride=stride, padding=padding, groups=1, **CONV)
-        assert "conv2d" in check(program).backend_ir("relax")
+@pytest.mark.parametrize("stride,nhwc", [((2, 2), False), ((3, 2), False), ((2, 2), True)])
+def test_strided_pointwise_convs_slice_the_pixels_then_multiply(stride, nhwc):
+    """A strided 1x1 conv (ragged: 15x13 pixels at stride 2 or 3) is a strided slice of the image then
+    one matmul, with the reference's results."""
+    x, k = ({"N": 2, "H": 15, "W": 13, "C": 24}, {"H": 1, "W": 1, "C": 24, "O": 40}) if nhwc else \
+        ({"N": 2, "C": 24, "H": 15, "W": 13}, {"O": 40, "C": 24, "H": 1, "W": 1})
+    program = one("conv2d", [T(x), T(k)], stride=stride, padding=(0, 0), groups=1, **CONV)
+    exe = check(program)
+    assert "matmul" in exe.backend_ir("relax") and "conv2d" not in exe.backend_ir("relax")
+
+
+def test_padded_1x1_convs_stay_convolutions():
+    """Only 1x1 convs without padding are matmuls over the pixels."""
+    program = one("conv2d", [T({"N": 1, "C": 8, "H": 9, "W": 9}), T({"O": 16, "C": 8, "H": 1, "W": 1})],
+                  stride=(1, 1), padding=(1, 1), groups=1, **CONV)
+    assert "conv2d" in check(program).backend_ir("relax")
 
 
 @pytest.mark.parametrize("width,stride", [(28, 1), (14, 2), (7, 1)])
