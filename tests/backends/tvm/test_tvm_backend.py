@@ -693,6 +693,23 @@ def test_register_tiles_fit_the_vector_registers(cpu):
                     assert rows * nv + nv + 1 <= registers, (n, m, can_pad, tile)
 
 
+@pytest.mark.parametrize("n,lanes", [(196, 16), (49, 16), (197, 16), (100, 8)])
+def test_ragged_columns_take_tiles_of_several_vectors(n, lanes):
+    """Columns no vector divides are padded for 2-4 vectors per row (not 1) when that costs little
+    more than padding to whole vectors."""
+    nv, vec, rows, pad_n, _ = schedule_module._register_tile(n, 256, lanes, 24 if lanes == 16 else 12, True,
+                                                             32 if lanes == 16 else 16)
+    assert nv >= 2 and pad_n % (nv * vec) == 0 and pad_n <= -(-n // lanes) * lanes * 1.15
+
+
+@pytest.mark.parametrize("m,k,n", [(40, 300, 49), (24, 520, 196), (33, 64, 100)])
+def test_contractions_with_widened_ragged_tiles_match_the_reference(m, k, n):
+    """Padded columns (49 -> 64, 196 -> 224, 100 -> 128) and K not a multiple of the block."""
+    program = one("contract", [T({"M": m, "K": k}), T({"K": k, "N": n})], over=("K",))
+    exe = check(program)
+    assert "contraction" in exe.schedules.values(), exe.schedules
+
+
 needs_avx2 = pytest.mark.skipif(
     not tvm.target.codegen.target_has_features("avx2", backend.tvm_target(parse_target("llvm"))),
     reason="runs AVX2 code")
