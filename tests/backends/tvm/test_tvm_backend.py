@@ -653,6 +653,20 @@ def test_strided_pointwise_convs_slice_the_pixels_then_multiply(stride, nhwc):
     assert "matmul" in exe.backend_ir("relax") and "conv2d" not in exe.backend_ir("relax")
 
 
+@pytest.mark.parametrize("n,c,o,hw,k,stride,padding,dilation", [
+    (1, 32, 40, 7, 3, 1, 1, 1), (2, 5, 24, 14, 3, 2, 1, 1), (1, 8, 16, 8, 5, 1, 2, 1), (1, 6, 20, 10, 3, 1, 1, 2),
+    (3, 7, 9, 8, 2, 1, 0, 1)])
+def test_convs_with_small_outputs_are_im2col_matmuls(n, c, o, hw, k, stride, padding, dilation):
+    """Output images of at most 64 pixels (7x7, ragged, strided, dilated, batched, even kernels) are
+    a matmul of the weights and the image's columns, with the reference's results."""
+    program = one("conv2d", [T({"N": n, "C": c, "H": hw, "W": hw}), T({"O": o, "C": c, "H": k, "W": k})],
+                  stride=(stride, stride), padding=(padding, padding), groups=1, channels="C", out_channels="O",
+                  spatial=("H", "W"), dilation=(dilation, dilation))
+    exe = check(program)
+    assert "matmul" in exe.backend_ir("relax") and "conv2d" not in exe.backend_ir("relax")
+    assert None not in exe.schedules.values(), exe.schedules
+
+
 def test_padded_1x1_convs_stay_convolutions():
     """Only 1x1 convs without padding are matmuls over the pixels."""
     program = one("conv2d", [T({"N": 1, "C": 8, "H": 9, "W": 9}), T({"O": 16, "C": 8, "H": 1, "W": 1})],
@@ -663,7 +677,7 @@ def test_padded_1x1_convs_stay_convolutions():
 @pytest.mark.parametrize("width,stride", [(28, 1), (14, 2), (7, 1)])
 def test_nchw_conv_output_width_is_padded_to_whole_vectors(width, stride):
     """28 -> 32 columns (14 -> 16 and 7 -> 8 likewise), computed then sliced: same results."""
-    program = one("conv2d", [T({"N": 2, "C": 8, "H": 5, "W": width * stride}), T({"O": 16, "C": 8, "H": 3, "W": 3})],
+    program = one("conv2d", [T({"N": 2, "C": 8, "H": 12, "W": width * stride}), T({"O": 16, "C": 8, "H": 3, "W": 3})],
                   stride=(stride, stride), padding=(1, 1), groups=1, **CONV)
     exe = check(program)
     lanes = schedule_module.lanes(backend.tvm_target(parse_target("llvm")), "float32")
