@@ -22,7 +22,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-import tvm
 from tvm import relax, tirx
 from tvm.relax import op as R
 from tvm.script.ir_builder import IRBuilder

@@ -90,6 +90,14 @@ def _divisor(n: int, candidates: Sequence[int]) -> int | None:
     return next((c for c in candidates if c <= n and n % c == 0), None)
 
 
+def _row_vector(n: int, lanes: int) -> int | None:
+    """How many elements of a row of ``n`` one vectorized step takes in the row rule: the largest divisor
+    of ``n`` up to four vectors that is a whole number of quarter vectors (rows of 1000 floats on
+    AVX-512: 40, two zmm and a ymm; 768: 64), or None when no such divisor exists (a prime like 197)."""
+    quarter = max(lanes // 4, 1)
+    return next((d for d in range(min(n, 4 * lanes), quarter - 1, -1) if n % d == 0 and d % quarter == 0), None)
+
+
 def _region_vars(region: tvm.ir.expr.TensorRegion) -> set[tirx.Var]:
     """The variables the index expressions of a block's read/write region use."""
     return {v for r in region.region for v in tirx.analysis.undefined_vars(r.min)}
@@ -465,8 +473,10 @@ def row_reduction(sch: s_tir.Schedule, target: Target) -> bool | s_tir.Schedule 
     """Reductions over the innermost dims with their elementwise neighbours (softmax, layer_norm,
     RMSNorm): every block under one parallel loop over the rows, so a row stays in L1 from its first
     pass to its last; each reduction split into vector-wide partial sums (`rfactor`) that run
-    vectorized, then summed across the lanes; elementwise blocks vectorized; epilogues (the user's
-    scale and shift) inlined. Where that does not apply, dlight's CPU reduction rule. (Over outer dims
+    vectorized, then summed across the lanes; elementwise blocks vectorized (in steps of `_row_vector`;
+    a row no step divides, such as 197, as whole vectors and a scalar tail); epilogues (the user's
+    scale and shift) inlined. A reduction over such a row stays a scalar chain unless its producer
+    split it (vmath's softmax does). Where that does not apply, dlight's CPU reduction rule. (Over outer dims
     either would recompute each reduction per output row: not this rule.)"""
     infos = normalize_prim_func(sch) or []
     if not all(_reduces_innermost(sch, b) for b in infos if b.is_reduction()):
@@ -499,7 +509,7 @@ def _rows(sch: s_tir.Schedule, target: Target) -> bool:
     for b in infos:
         inner = sch.get_loops(b.block_rv)[rows:]
         n = math.prod(_extent(sch, lp) for lp in inner)
-        vec = _divisor(n, [lanes * 4, lanes * 2, lanes]) if _write_dtype(sch, b.block_rv) == "float32" else None
+        vec = _row_vector(n, lanes) if _write_dtype(sch, b.block_rv) == "float32" else None
         if b.is_reduction() and vec is not None and vec < n:
             k = sch.fuse(*inner) if len(inner) > 1 else inner[0]
             partials.append(sch.rfactor(sch.split(k, [None, vec])[1], 0))  # rf[lane] over the row, then over the lanes
@@ -517,7 +527,11 @@ def _rows(sch: s_tir.Schedule, target: Target) -> bool:
             continue
         k = sch.fuse(*inner) if len(inner) > 1 else inner[0]
         n = _extent(sch, k)
-        vec = _divisor(n, [lanes * 4, lanes * 2, lanes])
+        vec = _row_vector(n, lanes)
+        if vec is None and n > lanes:  # no step divides the row (197): whole vectors, then a scalar tail
+            n = n - n % lanes
+            k = sch.loop_partition(k, [n, None])[0]
+            vec = _row_vector(n, lanes)
         if vec is not None:
             if vec < n:
                 k = sch.split(k, [None, vec])[1]

@@ -27,6 +27,7 @@ docs/tuning.md):
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import fcntl
 import json
@@ -52,6 +53,8 @@ from nir.ir import Program
 from nir.target import Target, parse_target
 
 from .build import _BUILD_LOCK, relax_module, to_tvm, tvm_target
+from .deadline import (DEADLINE_MESSAGE, Deadline, DeadlineCostModel, DeadlineRunner, is_deadline_error,
+                       repair_database)
 from .intrinsics import register_tensor_intrinsics
 
 __all__ = ["tune", "measure_remote", "task_shares", "plan_tasks", "parse_rpc", "register_tensor_intrinsics",
@@ -80,11 +83,13 @@ def fast_build(mod: tvm.IRModule, target: tvm.target.Target, _params: Any) -> An
 class PoolBuilder(ms.builder.PyBuilder):
     """MetaSchedule's local builder with one process pool for many batches (`LocalBuilder` starts a
     pool per batch, and each worker imports tvm, seconds per batch here). The pool is restarted every
-    ``restart_every`` batches, since TVM reports that its workers leak memory over many uses."""
+    ``restart_every`` batches, since TVM reports that its workers leak memory over many uses. Candidates
+    still building when ``deadline`` passes fail with "time is up"."""
 
     def __init__(self, f_build: Any, timeout_sec: float = 120.0, max_workers: int | None = None,
-                 restart_every: int = 20) -> None:
+                 restart_every: int = 20, deadline: Deadline | None = None) -> None:
         super().__init__()
+        self.deadline = deadline or Deadline()
         from tvm.support.popen_pool import PopenPoolExecutor
         self._executor = PopenPoolExecutor
         self.f_build, self.timeout_sec, self.restart_every = f_build, timeout_sec, restart_every
@@ -92,32 +97,59 @@ class PoolBuilder(ms.builder.PyBuilder):
         self._pool: Any = None
         self._batches = 0
 
-    def _get_pool(self) -> Any:
-        if self._pool is None or self._batches >= self.restart_every:
-            self.close()
+    def start(self) -> None:
+        """Start the worker processes now, in the background (each imports tvm: seconds, more under load),
+        so that the first batch does not wait for them."""
+        if self._pool is None:
             self._pool = self._executor(max_workers=self.max_workers, timeout=self.timeout_sec)
             self._batches = 0
+            for _ in range(self.max_workers):  # each of the pool's threads starts its own worker process
+                self._pool.submit(time.sleep, 0.5)
+
+    def _get_pool(self) -> Any:
+        if self._pool is not None and self._batches >= self.restart_every:
+            self.close()
+        self.start()
         self._batches += 1
         return self._pool
 
     def close(self) -> None:
-        """Stop the worker processes."""
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._pool = None
+        """Stop the worker processes, also those still building. (TVM's `PopenPoolExecutor.shutdown`
+        closes a worker's pipe before killing it, which blocks until a build under way ends, and races
+        with the thread reading that pipe, which kills the worker too when it sees it die. Here the
+        processes are killed first; the reading threads then clean up after them.)"""
+        if self._pool is None:
+            return
+        pool, self._pool = self._pool, None
+        for worker in list(pool._worker_map.values()):
+            proc = getattr(worker, "_proc", None)
+            if proc is not None:
+                with contextlib.suppress(OSError):
+                    proc.kill()
+        pool._threadpool.shutdown(wait=False)
+        pool._shutdown = True  # its __del__ would otherwise shut it down again, waiting on the threads
 
     def build(self, build_inputs: list[Any]) -> list[Any]:
+        """Build ``build_inputs`` in the pool; those not built when the deadline passes fail with "time is
+        up" (their builds finish in the background: a build takes seconds, a new pool longer)."""
+        import concurrent.futures
+
         from tvm.s_tir.meta_schedule.builder.local_builder import _worker_func
-        from tvm.support.popen_pool import StatusKind
-        args = [(self.f_build, None, b.mod, b.target, None) for b in build_inputs]
+        if self.deadline.passed():
+            return [ms.builder.BuilderResult(None, DEADLINE_MESSAGE) for _ in build_inputs]
+        pool = self._get_pool()
+        futures = [pool.submit(_worker_func, self.f_build, None, b.mod, b.target, None) for b in build_inputs]
+        concurrent.futures.wait(futures, timeout=self.deadline.left())
         results = []
-        for r in self._get_pool().map_with_error_catching(lambda a: _worker_func(*a), args):
-            if r.status == StatusKind.COMPLETE:
-                results.append(ms.builder.BuilderResult(r.value, None))
-            elif r.status == StatusKind.TIMEOUT:
+        for f in futures:
+            if not f.done():
+                results.append(ms.builder.BuilderResult(None, DEADLINE_MESSAGE))
+            elif isinstance(f.exception(), TimeoutError):
                 results.append(ms.builder.BuilderResult(None, f"build timed out after {self.timeout_sec} s"))
+            elif f.exception() is not None:
+                results.append(ms.builder.BuilderResult(None, f"build failed: {f.exception()}"))
             else:
-                results.append(ms.builder.BuilderResult(None, f"build failed: {r.value}"))
+                results.append(ms.builder.BuilderResult(f.result(), None))
         return results
 
 
@@ -208,10 +240,11 @@ def plan_tasks(shares: Sequence[float], *, trials: int | None = None, seconds: f
 
 @derived_object
 class _DeadlineScheduler(ms.task_scheduler.PyTaskScheduler):
-    """Runs the single task it is given until its search ends, its trial cap is reached, or the next
-    batch would end well after ``deadline`` (time.monotonic())."""
+    """Runs the single task it is given until its search ends, its trial cap is reached, the deadline
+    has passed, or the next batch would end well after it. (A batch under way when the deadline passes
+    is cut short by the `deadline` wrappers of the cost model, builder and runner.)"""
 
-    def __init__(self, deadline: float | None) -> None:
+    def __init__(self, deadline: Deadline) -> None:
         super().__init__()
         self.deadline = deadline
         self._sent_at: float | None = None
@@ -226,7 +259,7 @@ class _DeadlineScheduler(ms.task_scheduler.PyTaskScheduler):
         self._sent_at = None
         if task.is_terminated:
             return -1
-        if self.deadline is not None and time.monotonic() + 0.5 * self._batch_s > self.deadline:
+        if self.deadline.at is not None and time.monotonic() + 0.5 * self._batch_s > self.deadline.at:
             return -1
         self._sent_at = time.monotonic()
         return 0
@@ -234,7 +267,8 @@ class _DeadlineScheduler(ms.task_scheduler.PyTaskScheduler):
 
 @derived_object
 class _Progress(ms.measure_callback.PyMeasureCallback):
-    """Counts trials and keeps the best measured time of the task being tuned."""
+    """Counts trials (candidates measured, or failed for a reason of their own: not those failed because
+    the time was up) and keeps the best measured time of the task being tuned."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -242,7 +276,9 @@ class _Progress(ms.measure_callback.PyMeasureCallback):
 
     def apply(self, task_scheduler: Any, task_id: int, measure_candidates: Any, builder_results: Any,
               runner_results: Any) -> None:
-        for res in runner_results:
+        for build, res in zip(builder_results, runner_results):
+            if DEADLINE_MESSAGE in str(res.error_msg) or DEADLINE_MESSAGE in str(build.error_msg):
+                continue
             self.trials += 1
             if res.error_msg is not None or not res.run_secs:
                 self.errors += 1
@@ -332,11 +368,34 @@ def tune(program: Program, target: Target | str, *, work_dir: str | os.PathLike,
     when both are given), split over the tasks by their share of the run time. ``executable`` (a
     default-scheduled build of ``program``) and ``inputs`` let the shares come from a profile; without
     them they come from estimated FLOPs. Tasks finished by an earlier run with at least this run's share
-    are skipped. Returns a summary: tasks tuned and skipped, trials, seconds."""
+    are skipped. Returns a summary: tasks tuned and skipped, trials, seconds.
+
+    The budget counts from this call (task extraction and profiling included) and is hard: a task's
+    search is cut at its deadline even in the middle of a batch (`deadline`), so the call returns within
+    about one candidate's build or run time of ``seconds``. A killed run leaves MetaSchedule's database
+    in ``work_dir`` (a half-written last line is dropped on the next start) and the finished tasks in
+    ``nir_tasks.json``; the next run skips those and starts the interrupted one again."""
     start = time.monotonic()
     work_dir = pathlib.Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     target = parse_target(target)
+    task_deadline = Deadline()  # set per task; the cost model, builder and runner stop working past it
+    builder = PoolBuilder(fast_build if target.kind == "llvm" else "s_tir.meta_schedule.builder.default_build",
+                          deadline=task_deadline)
+    builder.start()  # its workers and the runner's start while the tasks are extracted and profiled
+    background = concurrent.futures.ThreadPoolExecutor(1)
+    runner = background.submit(_runner, rpc)
+    try:
+        return _tune(program, target, work_dir, trials, seconds, seed, inputs, executable, log, start,
+                     builder, runner, task_deadline)
+    finally:
+        builder.close()
+        background.shutdown(wait=False)  # a runner still starting when the budget ran out is not waited for
+
+
+def _tune(program: Program, target: Target, work_dir: pathlib.Path, trials: int | None, seconds: float | None,
+          seed: int, inputs: Sequence[np.ndarray] | None, executable: Any, log: Callable[[str], None],
+          start: float, builder: PoolBuilder, runner_started: Any, task_deadline: Deadline) -> dict[str, Any]:
     ttarget = tvm_target(target)
     register_tensor_intrinsics(target.kind)
     with _BUILD_LOCK, ttarget:  # lowering uses TVM's process-global BlockBuilder stack, as build() does
@@ -362,44 +421,53 @@ def tune(program: Program, target: Target | str, *, work_dir: str | os.PathLike,
         + (f"{budget_s:.0f} s" if budget_s is not None else f"{trials} trials"))
     done = _Done(work_dir)
     finished = done.read()
+    for note in repair_database(work_dir):
+        log(f"[tvm] {note}")
     database = ms.database.JSONDatabase(work_dir=str(work_dir))
-    cost_model = ms.cost_model.XGBModel(num_tuning_cores=max(1, len(os.sched_getaffinity(0))))
-    builder = PoolBuilder(fast_build if target.kind == "llvm" else "s_tir.meta_schedule.builder.default_build")
-    runner = _runner(rpc)
-    deadline = None if budget_s is None else time.monotonic() + budget_s
-    try:
-        with _quiet_metaschedule():
-            for n, (i, frac) in enumerate(zip(plan.order, plan.fractions), 1):
-                task = tasks[i]
-                key = str(structural_hash(task.dispatched[0]))
-                cap = 10_000 if budget_s is not None else max(MIN_TRIALS_PER_TASK, round((trials or 0) * frac))
-                head = f"[tvm] task {n}/{len(plan.order)} {task.task_name} ({shares[i]:.1%} of run time)"
-                if _finished(finished.get(key), None if budget_s is None else budget_s * frac, cap):
-                    log(f"{head}: done in an earlier run ({finished[key].get('trials')} trials), skipped")
-                    summary["skipped"] += 1
+    cost_model = DeadlineCostModel(ms.cost_model.XGBModel(num_tuning_cores=max(1, len(os.sched_getaffinity(0)))),
+                                   task_deadline)
+    runner = None
+    deadline = None if budget_s is None else start + seconds
+    with _quiet_metaschedule():
+        for n, (i, frac) in enumerate(zip(plan.order, plan.fractions), 1):
+            task = tasks[i]
+            key = str(structural_hash(task.dispatched[0]))
+            cap = 10_000 if budget_s is not None else max(MIN_TRIALS_PER_TASK, round((trials or 0) * frac))
+            head = f"[tvm] task {n}/{len(plan.order)} {task.task_name} ({shares[i]:.1%} of run time)"
+            if _finished(finished.get(key), None if budget_s is None else budget_s * frac, cap):
+                log(f"{head}: done in an earlier run ({finished[key].get('trials')} trials), skipped")
+                summary["skipped"] += 1
+                continue
+            if runner is None:
+                try:
+                    runner = DeadlineRunner(runner_started.result(timeout=None if deadline is None else
+                                                                  max(0.0, deadline - time.monotonic())),
+                                            task_deadline)
+                except concurrent.futures.TimeoutError:
+                    log(f"{head}: out of time (the measuring process is still starting), not tuned")
+                    break
+            task_s = None
+            if deadline is not None:  # this task's share of what is left (early finishers leave more)
+                left = deadline - time.monotonic()
+                task_s = left * frac / (sum(plan.fractions[n - 1:]) or 1.0)
+                if task_s < MIN_TASK_SECONDS / 2:
+                    log(f"{head}: out of time, not tuned")
                     continue
-                task_s = None
-                if deadline is not None:  # this task's share of what is left (early finishers leave more)
-                    left = deadline - time.monotonic()
-                    task_s = left * frac / (sum(plan.fractions[n - 1:]) or 1.0)
-                    if task_s < MIN_TASK_SECONDS / 2:
-                        log(f"{head}: out of time, not tuned")
-                        continue
-                log(f"{head}: " + (f"{task_s:.0f} s" if task_s is not None else f"{cap} trials"))
-                t0 = time.monotonic()
-                progress = _run_task(task, work_dir, seed + i, cap, task_s, builder, runner, database, cost_model)
-                used = time.monotonic() - t0
-                exhausted = progress.trials < cap and (task_s is None or used < 0.8 * task_s)
-                done.mark(key, {"name": task.task_name, "trials": progress.trials, "seconds": round(used, 1),
-                                "best_us": None if progress.best_s == float("inf") else progress.best_s * 1e6,
-                                "exhausted": exhausted})
-                summary["tuned"] += 1
-                summary["trials"] += progress.trials
-                best = ("no valid candidate" if progress.best_s == float("inf")
-                        else f"best {progress.best_s * 1e6:.1f} us")
-                log(f"{head}: {progress.trials} trials in {used:.0f} s, {best}")
-    finally:
-        builder.close()
+            log(f"{head}: " + (f"{task_s:.0f} s" if task_s is not None else f"{cap} trials"))
+            t0 = time.monotonic()
+            task_deadline.at = None if task_s is None else min(t0 + task_s, deadline or float("inf"))
+            progress, cut = _run_task(task, work_dir, seed + i, cap, task_s, builder, runner, database,
+                                      cost_model, task_deadline)
+            used = time.monotonic() - t0
+            exhausted = not cut and progress.trials < cap and (task_s is None or used < 0.8 * task_s)
+            done.mark(key, {"name": task.task_name, "trials": progress.trials, "seconds": round(used, 1),
+                            "best_us": None if progress.best_s == float("inf") else progress.best_s * 1e6,
+                            "exhausted": exhausted})
+            summary["tuned"] += 1
+            summary["trials"] += progress.trials
+            best = ("no valid candidate" if progress.best_s == float("inf")
+                    else f"best {progress.best_s * 1e6:.1f} us")
+            log(f"{head}: {progress.trials} trials in {used:.0f} s, {best}" + (", cut at its deadline" if cut else ""))
     summary["seconds"] = round(time.monotonic() - start, 1)
     return summary
 
@@ -430,20 +498,26 @@ def _search_strategy(seconds: float | None) -> Any:
 
 
 def _run_task(task: Any, work_dir: pathlib.Path, seed: int, cap: int, seconds: float | None,
-              builder: Any, runner: Any, database: Any, cost_model: Any) -> _Progress:
+              builder: Any, runner: Any, database: Any, cost_model: Any, deadline: Deadline) -> tuple[_Progress, bool]:
+    """Search one task until ``deadline`` (which the builder, runner and cost model share); returns its
+    progress and whether the deadline cut a batch short."""
     context = ms.TuneContext(mod=task.dispatched[0], target=task.target, space_generator="post-order-apply",
                              search_strategy=_search_strategy(seconds), task_name=task.task_name,
                              logger=_task_logger(work_dir, task.task_name), rand_state=seed,
                              num_threads="physical").clone()
     progress = _Progress()
-    deadline = None if seconds is None else time.monotonic() + seconds
     per_iter = min(32, cap) if seconds is None or seconds >= 60 else 16
-    _DeadlineScheduler(deadline).tune(
-        tasks=[context], task_weights=[float(task.weight)], max_trials_global=cap, max_trials_per_task=cap,
-        num_trials_per_iter=per_iter, builder=builder, runner=runner,
-        measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), progress],
-        database=database, cost_model=cost_model)
-    return progress
+    try:
+        _DeadlineScheduler(deadline).tune(
+            tasks=[context], task_weights=[float(task.weight)], max_trials_global=cap, max_trials_per_task=cap,
+            num_trials_per_iter=per_iter, builder=builder, runner=runner,
+            measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), progress],
+            database=database, cost_model=cost_model)
+    except Exception as e:  # noqa: BLE001 - DeadlineReached comes back through TVM's FFI, maybe re-typed
+        if not is_deadline_error(e):
+            raise
+        return progress, True
+    return progress, deadline.passed()
 
 
 def measure_remote(executable: Any, inputs: Sequence[np.ndarray], rpc: str, number: int = 10,

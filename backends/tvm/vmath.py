@@ -9,6 +9,11 @@ of libm: ``exp`` overflows to inf and underflows through the denormals to 0, NaN
 ``tanh``/``erf``/``sigmoid`` saturate exactly. Error against float64 (measured over [-110, 110],
 denormals, inf and NaN; see tests/backends/tvm/test_vmath.py): at most a few float32 ulps.
 
+Row reductions over a length no 4-float vector divides (ViT's 197 keys) are split into the first
+``n - n % 16`` elements and the rest (`_reduce`): softmax's max and sum, and float32 layer_norm over
+the last axis for such rows only (elsewhere TVM's own layer_norm is kept); the row schedule then
+vectorizes the first part, where one reduction over all 197 would be a scalar chain.
+
 * ``exp(x)``: ``x = n ln2 + r`` (ln2 in two parts, Cody-Waite), ``|r| <= ln2/2``; ``e^r`` by its
   Taylor polynomial of degree 7 (truncation below 6e-9); ``2^n`` built in the exponent bits as
   ``2^(n/2) * 2^(n - n/2)``, so results near overflow and in the denormal range round once.
@@ -108,6 +113,23 @@ def _elementwise(fn: Callable[[tirx.PrimExpr], tirx.PrimExpr]) -> Callable[[te.T
     return compute
 
 
+TAIL_BLOCK = 16  # rows no 4-float vector divides reduce their first multiple of this many elements apart
+
+
+def _reduce(kept: list, n: int, value: Callable, reducer: Callable, combine: Callable, name: str) -> te.Tensor:
+    """``reducer`` of ``value(i, k)`` over k < n, per row i. Where no 4-float vector divides n (ViT's 197
+    keys), as the reduction of the first ``n - n % 16`` elements, which the row schedule vectorizes, then
+    the few left over, combined: one scalar reduction of 197 would be a chain of dependent operations."""
+    if n % 4 == 0 or n <= TAIL_BLOCK:
+        k = te.reduce_axis((0, n), name="k")
+        return te.compute(kept, lambda *i: reducer(value(i, k), axis=k), name=name)
+    main = n - n % TAIL_BLOCK
+    k1, k2 = te.reduce_axis((0, main), name="k"), te.reduce_axis((0, n - main), name="k")  # (domains from 0)
+    head = te.compute(kept, lambda *i: reducer(value(i, k1), axis=k1), name=f"{name}_head")
+    tail = te.compute(kept, lambda *i: reducer(value(i, k2 + main), axis=k2), name=f"{name}_tail")
+    return te.compute(kept, lambda *i: combine(head(*i), tail(*i)), name=name)
+
+
 def _softmax(x: te.Tensor, axis: int, log: bool) -> te.Tensor:
     """(log_)softmax along ``axis``: max, e^(x - max), sum, then times 1/sum (or minus the log)."""
     shape = list(x.shape)
@@ -117,11 +139,10 @@ def _softmax(x: te.Tensor, axis: int, log: bool) -> te.Tensor:
     def at(i: tuple, k: tirx.PrimExpr) -> tuple:
         return i[:axis] + (k,) + i[axis:]
 
-    k1 = te.reduce_axis((0, shape[axis]), name="k")
-    top = te.compute(kept, lambda *i: te.max(x(*at(i, k1)), axis=k1), name="softmax_max")
+    n = int(shape[axis])
+    top = _reduce(kept, n, lambda i, k: x(*at(i, k)), te.max, tirx.max, "softmax_max")
     shifted = te.compute(shape, lambda *i: exp(x(*i) - top(*(i[:axis] + i[axis + 1:]))), name="softmax_exp")
-    k2 = te.reduce_axis((0, shape[axis]), name="k")
-    total = te.compute(kept, lambda *i: te.sum(shifted(*at(i, k2)), axis=k2), name="softmax_sum")
+    total = _reduce(kept, n, lambda i, k: shifted(*at(i, k)), te.sum, lambda a, b: a + b, "softmax_sum")
     if log:
         return te.compute(shape, lambda *i: x(*i) - top(*(i[:axis] + i[axis + 1:]))
                           - tirx.log(total(*(i[:axis] + i[axis + 1:]))), name="log_softmax")
@@ -129,6 +150,34 @@ def _softmax(x: te.Tensor, axis: int, log: bool) -> te.Tensor:
     # rounding 1/sum first adds at most one float32 ulp (the sum is >= 1, so 1/sum is no denormal)
     return te.compute(shape, lambda *i: shifted(*i) * (_c(1.0) / total(*(i[:axis] + i[axis + 1:]))),
                       name="softmax")
+
+
+def _layer_norm(x: te.Tensor, gamma: te.Tensor, beta: te.Tensor, eps: float, scale: bool, center: bool) -> te.Tensor:
+    """TVM's layer_norm over the last axis (mean, then the mean of squared deviations), with its sums
+    split as `_reduce` splits them: for rows no 4-float vector divides."""
+    shape = list(x.shape)
+    n = int(shape[-1])
+    kept = shape[:-1]
+    total = _reduce(kept, n, lambda i, k: x(*i, k), te.sum, lambda a, b: a + b, "layer_norm_sum")
+    mean = te.compute(kept, lambda *i: total(*i) / _c(float(n)), name="layer_norm_mean")
+    squares = _reduce(kept, n, lambda i, k: (x(*i, k) - mean(*i)) * (x(*i, k) - mean(*i)), te.sum,
+                      lambda a, b: a + b, "layer_norm_var_sum")
+
+    def out(*i: tirx.PrimExpr) -> tirx.PrimExpr:
+        y = (x(*i) - mean(*i[:-1])) * tirx.rsqrt(squares(*i[:-1]) / _c(float(n)) + _c(eps))
+        y = y * gamma(i[-1]) if scale else y
+        return y + beta(i[-1]) if center else y
+    return te.compute(shape, out, name="layer_norm")
+
+
+def _splits_rows(call: Call) -> bool:
+    """A float32 layer_norm over the last axis alone, whose rows `_reduce` splits."""
+    shape = call.args[0].ty.shape
+    axes = [int(a) % len(shape) for a in call.attrs.axes]
+    if axes != [len(shape) - 1] or not isinstance(shape[-1], tirx.IntImm):
+        return False
+    n = int(shape[-1])
+    return n % 4 != 0 and n > TAIL_BLOCK
 
 
 ELEMENTWISE = {"relax.exp": exp, "relax.tanh": tanh, "relax.sigmoid": sigmoid, "relax.erf": erf}
@@ -143,6 +192,10 @@ class _Rewriter(PyExprMutator):
             return call
         if name in ELEMENTWISE:
             return self.builder_.call_te(_elementwise(ELEMENTWISE[name]), call.args[0])
+        if name == "relax.nn.layer_norm" and _splits_rows(call):
+            a = call.attrs
+            return self.builder_.call_te(_layer_norm, call.args[0], call.args[1], call.args[2], float(a.epsilon),
+                                         bool(a.scale), bool(a.center))
         if name in ("relax.nn.softmax", "relax.nn.log_softmax"):
             return self.builder_.call_te(_softmax, call.args[0], int(call.attrs.axis),
                                          name == "relax.nn.log_softmax")
@@ -152,7 +205,8 @@ class _Rewriter(PyExprMutator):
 @tvm.transform.module_pass(opt_level=0, name="nir.VectorMath")
 class VectorMath:
     """Relax pass: float32 exp, tanh, sigmoid, erf, softmax and log_softmax computed by this module's
-    vectorizable forms (for CPU targets; GPUs have fast transcendental instructions)."""
+    vectorizable forms, and layer_norm over rows no 4-float vector divides with its sums split (for
+    CPU targets; GPUs have fast transcendental instructions)."""
 
     def transform_module(self, mod: tvm.IRModule, ctx: tvm.transform.PassContext) -> tvm.IRModule:
         rewriter = _Rewriter(mod)

@@ -8,7 +8,8 @@ winners in a tuning database that `nir.compile(..., tuning=DIR)` reads.
 Every time is the per-call time of the `nir.compile`d program (outputs complete), candidates measured
 round-robin; decisions and the tables use the median, the minimum is shown beside it. With
 ``--minutes`` the budget is wall-clock time for the whole program (TVM's search gets what the other
-backends leave); a TVM search interrupted and started again skips the tasks it finished.
+backends leave), counted from the start of the command. A TVM search interrupted (killed) and started
+again with the same --db skips the tasks it finished and continues from MetaSchedule's database.
 """
 
 from __future__ import annotations
@@ -179,6 +180,7 @@ def replay(program: Program, name: str, target: str, db_path: str, min_time_s: f
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `nir tune`."""
+    started = time.monotonic()  # --minutes counts from here: tracing or converting the model is part of the run
     p = argparse.ArgumentParser(prog="nir tune", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("what", help="MODULE:FUNCTION (with --input), MODULE:NAME of a traced program (e.g. "
                                 "nir.from_torch's result), or a `nir bench` workload name")
@@ -211,8 +213,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.replay:
         return replay(program, name, args.target, args.db)
     log, stop = _logger(not args.quiet)
+    minutes = None if args.minutes is None else max(0.0, args.minutes - (time.monotonic() - started) / 60)
     try:
-        report = tune_program(program, args.target, args.db, name=name, trials=args.trials, minutes=args.minutes,
+        report = tune_program(program, args.target, args.db, name=name, trials=args.trials, minutes=minutes,
                               rpc=args.rpc, seed=args.seed,
                               backends=args.backends.split(",") if args.backends else None, log=log)
     except TuningError as e:

@@ -60,3 +60,18 @@ def test_a_second_run_skips_finished_tasks_and_tunes_the_interrupted_one(tmp_pat
     (tmp_path / PROGRESS_FILE).write_text(json.dumps(done))
     second = tune(program, "llvm", work_dir=tmp_path, trials=2 * MIN_TRIALS_PER_TASK)
     assert second["tuned"] == 1 and second["skipped"] == 1
+
+
+def test_a_seconds_budget_holds_whatever_the_tasks(tmp_path, monkeypatch) -> None:
+    """A budget of a few seconds (every task admitted to the plan): tune() returns within it plus a
+    small margin, whether the deadline falls while the worker processes start, in a batch or between."""
+    import importlib
+    import time
+
+    tune_mod = importlib.import_module("nir.backends.tvm.tune")
+    monkeypatch.setattr(tune_mod, "MIN_TASK_SECONDS", 1.0)
+    program = nir.trace(mlp, *SPECS).program
+    budget, margin = 8.0, 5.0
+    t0 = time.monotonic()
+    summary = tune_mod.tune(program, "llvm", work_dir=tmp_path, seconds=budget)
+    assert time.monotonic() - t0 < budget + margin, summary

@@ -753,6 +753,65 @@ def test_avx2_builds_of_the_default_schedules_match_the_reference(name):
     assert rule in exe.schedules.values(), exe.schedules
 
 
+def _row_op(prim: str, rows: int, d: int) -> Program:
+    if prim in ("softmax", "log_softmax"):
+        return one(prim, [T({"B": rows, "D": d})], dim="D")
+    return one("layer_norm", [T({"B": rows, "D": d})], dims=("D",), eps=1e-5)
+
+
+# rows no whole vector divides: 1000 (40 = 2.5 AVX-512 vectors), 100 (20), 12 (one part-vector step), 197 (prime:
+# scalar); 24 rows of 1000 run the row loop in parallel, the others below the parallel threshold
+@pytest.mark.parametrize("d", [1000, 100, 12, 197])
+@pytest.mark.parametrize("prim", ["softmax", "log_softmax", "layer_norm"])
+def test_row_reductions_over_rows_no_vector_divides_match_the_reference(prim, d):
+    exe = check(_row_op(prim, 24, d))
+    assert "row_reduction" in exe.schedules.values(), exe.schedules
+
+
+@pytest.mark.parametrize("prim", ["softmax", "layer_norm"])
+def test_row_reductions_over_rows_of_whole_quarter_vectors_are_vectorized(prim):
+    """Rows of 1000 floats (no 16- or 8-float vector multiple) run as vector steps of 40, not scalar chains."""
+    exe = backend.build(_row_op(prim, 24, 1000), parse_target("llvm"))
+    assert "T.vectorized" in exe.backend_ir("tir")
+
+
+def test_layer_norm_over_a_prime_row_is_vectorized_up_to_a_scalar_tail():
+    """197 features: vmath's layer_norm sums the first 192 as vector partials, then the 5 left."""
+    tir = backend.build(_row_op("layer_norm", 24, 197), parse_target("llvm")).backend_ir("tir")
+    assert "layer_norm_sum_head_rf" in tir and "layer_norm_var_sum_head_rf" in tir and "T.vectorized" in tir
+
+
+def test_softmax_over_a_prime_row_is_vectorized_up_to_a_scalar_tail():
+    """197 keys (ViT): max and sum over the first 192 as vector partials, then the 5 left; exp and the
+    scaling as 192 in vectors and a scalar tail (vmath splits the reductions, the row rule the rest)."""
+    tir = backend.build(_row_op("softmax", 24, 197), parse_target("llvm")).backend_ir("tir")
+    assert "softmax_max_head_rf" in tir and "softmax_sum_head_rf" in tir and "T.vectorized" in tir
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_parallel_row_reductions_match_the_reference_at_each_thread_count(threads):
+    """The row loop (split across TVM's thread pool) gives the reference's rows on one thread and on two."""
+    program = _row_op("layer_norm", 64, 1000)
+    inputs = random_inputs(program, seed=11)
+    exe = backend.build(program, parse_target("llvm"))
+    config = tvm.get_global_func("runtime.config_threadpool")
+    before = tvm.runtime.num_threads()
+    config(1, threads)
+    try:
+        assert_close(exe(*inputs), reference(program, inputs), "float32")
+    finally:
+        config(1, before)
+
+
+@needs_avx2
+@pytest.mark.parametrize("prim", ["softmax", "layer_norm"])
+def test_avx2_builds_of_row_reductions_over_rows_no_vector_divides_match_the_reference(prim):
+    program = _row_op(prim, 24, 1000)  # 8 lanes: steps of 20 (2.5 ymm vectors)
+    inputs = random_inputs(program, seed=12)
+    exe = backend.build(program, parse_target("llvm -mcpu=haswell"))
+    assert_close(exe(*inputs), reference(program, inputs), "float32")
+
+
 # ---------------------------------------------------------------------------------------------
 # int8 on CPUs with AVX-512 VNNI (backends/tvm/int8.py)
 # ---------------------------------------------------------------------------------------------

@@ -99,7 +99,7 @@ def _softmax_rows(k: int, seed: int) -> np.ndarray:
     return rows
 
 
-@pytest.mark.parametrize("k", [64, 100, 1024])  # whole vectors, a tail no vector divides, several vectors a lane
+@pytest.mark.parametrize("k", [64, 100, 197, 1024])  # whole vectors, tails (100: steps of 20; 197: prime), 4 vectors
 def test_softmax_matches_the_reference_on_edge_rows(k):
     b = Builder()
     x = b.input(TensorType.of({"B": 8, "K": k}, "float32"))
@@ -110,3 +110,26 @@ def test_softmax_matches_the_reference_on_edge_rows(k):
     got = backend.build(program, parse_target("llvm"))(rows)
     assert np.isnan(want[0][3]).all() and np.isnan(want[0][4]).all() and np.isnan(want[0][5]).all()
     assert_close(got, want, "float32")
+
+
+@pytest.mark.parametrize("scale,center", [(True, True), (False, False)])
+def test_layer_norm_over_rows_no_vector_divides_matches_numpy(scale, center):
+    """vmath's layer_norm (rows of 197, whose sums it splits) with TVM's gamma and beta, or without them."""
+    rng = np.random.default_rng(5)
+    xs = (rng.standard_normal((24, 197)) * 0.5 + 2).astype(np.float32)
+    gamma, beta = rng.standard_normal(197).astype(np.float32), rng.standard_normal(197).astype(np.float32)
+    bb = relax.BlockBuilder()
+    x, g, b = (relax.Var(n, relax.TensorType(s, "float32")) for n, s in (("x", xs.shape), ("g", (197,)), ("b", (197,))))
+    with bb.function("main", [x, g, b]):
+        with bb.dataflow():
+            y = bb.emit_output(R.nn.layer_norm(x, g, b, axes=[-1], epsilon=1e-5, center=center, scale=scale))
+        bb.emit_func_output(y)
+    mod = vmath.VectorMath()(bb.get())
+    assert "layer_norm_sum_head" in mod.script()  # rewritten, not R.nn.layer_norm
+    lib = tvm.compile(mod, target=backend.tvm_target(parse_target("llvm")))
+    got = relax.VirtualMachine(lib, tvm.cpu())["main"](*(tvm.runtime.tensor(a) for a in (xs, gamma, beta))).numpy()
+    x64 = xs.astype(np.float64)
+    want = (x64 - x64.mean(-1, keepdims=True)) / np.sqrt(x64.var(-1, keepdims=True) + 1e-5)
+    want = want * gamma if scale else want
+    want = want + beta if center else want
+    assert_close([got], [want.astype(np.float32)], "float32")
