@@ -41,6 +41,7 @@ from nir.types import TensorType, canonical_dtype, numpy_dtype
 from .control import check_depth
 from .lower import LOWERINGS, lower_program
 from .conv_width import PadConvWidth
+from .sink_reshape import SinkReshape
 from .schedule import lanes, schedule_module
 from .vmath import VectorMath
 
@@ -481,6 +482,7 @@ def relax_module(program: Program, target: Target, fast_math: bool = False) -> t
     if fast_math:
         mod = relax.transform.FastMathTransform()(mod)
     if target.kind == "llvm":
+        mod = SinkReshape()(mod)
         mod = VectorMath()(mod)
         mod = PadConvWidth(lanes(tvm_target(target), "float32"))(mod)
     return mod

@@ -279,6 +279,10 @@ def _conv2d(eqn: Eqn, x: Named, w: Named) -> Named:
     p = eqn.kwargs
     c, o, (h, wd) = p["channels"], p["out_channels"], p["spatial"]
     layout, batch = _image_layout(x, c, (h, wd))
+    if _pointwise(eqn, w):
+        return _pointwise_conv2d(eqn, x, w, layout, batch)
+    if layout == "NCHW" and _few_pixels(eqn, w):
+        return _im2col_conv2d(eqn, x, w, batch)
     kernel_layout = "OIHW" if layout == "NCHW" else "HWIO"
     xi = _to_image(x, layout, batch, (c,), (h, wd))
     wi = permute(w, {"OIHW": (o, c, h, wd), "HWIO": (h, wd, c, o)}[kernel_layout])
@@ -288,6 +292,95 @@ def _conv2d(eqn: Eqn, x: Named, w: Named) -> Named:
     names = batch + ((o, h, wd) if layout == "NCHW" else (h, wd, o))
     y = reshape(bind(y, ("_n",) + names[len(batch):]), [(n, out[n]) for n in names])
     return downcast(y, eqn.out.type.dtype)  # conv2d_wide keeps the accumulator
+
+
+def _pointwise(eqn: Eqn, w: Named) -> bool:
+    """A 1x1 convolution that is a matmul over the pixels (every ``stride``-th one): no padding, one group."""
+    p = eqn.kwargs
+    h, wd = p["spatial"]
+    return (w.sizes[h], w.sizes[wd]) == (1, 1) and p["groups"] == 1 and all(int(v) == 0 for v in p["padding"])
+
+
+def _pointwise_conv2d(eqn: Eqn, x: Named, w: Named, layout: str, batch: tuple[str, ...]) -> Named:
+    """A 1x1 convolution as one matmul of the weights and the image's pixels (all H*W of them): NCHW
+    ``w[O, C] @ x[N, C, H*W]``, NHWC ``x[N, H*W, C] @ w[C, O]``. As a conv2d the contraction rule
+    vectorizes along the output width alone, which 16 lanes divide badly (56, 28, 14 and 7 are padded
+    to 64, 32, 16 and 8 columns, each image row a short panel); 3136 pixels are 196 whole vectors. With a
+    stride, the pixels are first sliced out (a copy of a quarter of the image for stride 2). ResNet-50's
+    1x1 convs at 56x56 (1 thread, Zen 5): 0.85 -> 0.67 ms; its stride-2 1024 -> 2048 at 14x14: 5.2 -> 2.3 ms
+    (torch 1.35)."""
+    p = eqn.kwargs
+    c, o, (h, wd) = p["channels"], p["out_channels"], p["spatial"]
+    sx, sw = x.sizes, w.sizes
+    xi = _to_image(x, layout, batch, (c,), (h, wd))
+    stride = tuple(int(v) for v in p["stride"])
+    if stride != (1, 1):  # every stride-th pixel: a strided copy of a quarter (stride 2) of the image
+        axes = [1, 2] if layout == "NHWC" else [2, 3]
+        xi = bind(R.strided_slice(xi.expr, axes=axes, begin=[0, 0], end=[sx[h], sx[wd]], strides=list(stride)),
+                  xi.names)
+        sx = {**sx, h: -(-sx[h] // stride[0]), wd: -(-sx[wd] // stride[1])}
+    hw = ("_hw", sx[h] * sx[wd])
+    n = xi.shape[0]
+    lead = [("_n", n)] if n > 1 else []
+    if layout == "NCHW":
+        w2 = reshape(permute(w, (o, c, h, wd)), [(o, sw[o]), (c, sw[c])])
+        x3 = reshape(xi, lead + [(c, sx[c]), hw])
+        y = bind(R.matmul(w2.expr, x3.expr, out_dtype=_accumulator(x)), tuple(n for n, _ in lead) + (o, "_hw"))
+        names = batch + (o, h, wd)
+    else:
+        w2 = reshape(permute(w, (h, wd, c, o)), [(c, sw[c]), (o, sw[o])])
+        x3 = reshape(xi, lead + [hw, (c, sx[c])])
+        y = bind(R.matmul(x3.expr, w2.expr, out_dtype=_accumulator(x)), tuple(n for n, _ in lead) + ("_hw", o))
+        names = batch + (h, wd, o)
+    out = eqn.out.type.sizes
+    return downcast(reshape(y, [(n, out[n]) for n in names]), eqn.out.type.dtype)
+
+
+# an NCHW convolution with at most this many output pixels per image is an im2col and a matmul
+IM2COL_MAX_PIXELS = 64
+
+
+def _few_pixels(eqn: Eqn, w: Named) -> bool:
+    """A float32 convolution of one group whose output image is so small (7x7 in ResNets) that the
+    contraction rule's vectors along its width would be half empty."""
+    p = eqn.kwargs
+    out = eqn.out.type.sizes
+    h, wd = p["spatial"]
+    return p["groups"] == 1 and out[h] * out[wd] <= IM2COL_MAX_PIXELS and eqn.out.type.dtype == "float32" \
+        and w.dtype == "float32"
+
+
+def _im2col_conv2d(eqn: Eqn, x: Named, w: Named, batch: tuple[str, ...]) -> Named:
+    """An NCHW convolution with a small output image as ``w[O, C*kh*kw] @ cols[N, C*kh*kw, Ho*Wo]``,
+    the columns gathered from the padded image by one strided slice per kernel tap. A 7x7 output row
+    fills half a 16-lane vector as a conv2d (PadConvWidth computes 8 columns); the 49 pixels of the
+    matmul are one tile of 4 vectors (64 columns). ResNet-50's 3x3 512 -> 512 at 7x7 (1 thread, Zen 5):
+    3.08 -> 1.78 ms (torch 2.23); stride 2 from 14x14: 3.73 -> 1.85 ms. At 14x14 (196 pixels) it lost: 1.54 -> 1.84."""
+    p = eqn.kwargs
+    c, o, (h, wd) = p["channels"], p["out_channels"], p["spatial"]
+    out = eqn.out.type.sizes
+    ho, wo = out[h], out[wd]
+    kh, kw = w.sizes[h], w.sizes[wd]
+    (sh, sw), (dh, dw) = (int(v) for v in p["stride"]), (int(v) for v in p["dilation"])
+    ph, pw = (int(v) for v in p["padding"])
+    xi = _to_image(x, "NCHW", batch, (c,), (h, wd))
+    n, cs = xi.shape[0], xi.shape[1]
+    xp = xi.expr
+    if ph or pw:
+        xp = bind(R.nn.pad(xp, [0, 0, 0, 0, ph, ph, pw, pw]), xi.names).expr
+    taps = []
+    for i in range(kh):
+        for j in range(kw):
+            tap = R.strided_slice(xp, axes=[2, 3], begin=[i * dh, j * dw],
+                                  end=[i * dh + (ho - 1) * sh + 1, j * dw + (wo - 1) * sw + 1], strides=[sh, sw])
+            taps.append(R.reshape(tap, [n, cs, 1, ho * wo]))
+    cols = bind(R.reshape(R.concat(taps, axis=2), [n, cs * kh * kw, ho * wo]), ("_n", "_ck", "_hw"))
+    w2 = reshape(permute(w, (o, c, h, wd)), [(o, w.sizes[o]), ("_ck", w.sizes[c] * kh * kw)])
+    lead = [("_n", n)] if n > 1 else []
+    cols = reshape(cols, lead + [("_ck", cs * kh * kw), ("_hw", ho * wo)])
+    y = bind(R.matmul(w2.expr, cols.expr), tuple(d for d, _ in lead) + (o, "_hw"))
+    names = batch + (o, h, wd)
+    return downcast(reshape(y, [(d, out[d]) for d in names]), eqn.out.type.dtype)
 
 
 def _pool2d(eqn: Eqn, x: Named) -> Named:

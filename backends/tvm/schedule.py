@@ -363,7 +363,8 @@ def _register_tile(n: int, m: int, lanes: int, accumulators: int, can_pad: bool,
     nv, vec, pad_n = next((k for k in widths if n % (lanes * k) == 0), None), lanes, n
     if nv is None and can_pad and n > lanes and m >= MIN_PAD_REUSE:
         padded = {k: -(-n // (lanes * k)) * lanes * k for k in widths}
-        nv = next(k for k in widths if padded[k] <= n * MAX_PAD_WASTE or k == 1)
+        nv = next(k for k in widths if padded[k] <= n * MAX_PAD_WASTE or k == 1
+                  or padded[k] <= padded[1] * MAX_WIDEN_WASTE)
         pad_n = padded[nv]
     if nv is None:
         vec = _vector_tile(n, lanes)
@@ -418,6 +419,11 @@ def _narrower_tile(n: int, m: int, lanes: int, widest: int, accumulators: int, c
 
 # padding an output extent to whole register tiles: at most this factor more work
 MAX_PAD_WASTE = 1.07
+# ... or at most this factor more than whole single vectors would, for a tile of 2-4 vectors per row
+# instead of 1: a 1-vector tile issues a broadcast per FMA and, 16 rows of it, reads 16 weight rows a
+# page apart at once (Zen 5, 1 thread: 256x1024 @ 1024x196 0.99 -> 0.58 ms with 2 vectors, the
+# columns padded to 224; 2048x1024 @ 1024x49 2.44 -> 1.52 ms with 4 vectors, 64 columns either way)
+MAX_WIDEN_WASTE = 1.15
 # ... and padding the rows to let a narrower tile hold more of them (`_narrower_tile`)
 MAX_ROW_PAD_WASTE = 1.01
 

@@ -592,10 +592,92 @@ def test_calling_cuda_code_without_a_gpu_raises(cuda_export):
         backend.load(path, manifest)
 
 
+@pytest.mark.parametrize("n,c,o,h,w,nhwc", [(1, 64, 40, 14, 14, False), (2, 37, 20, 5, 7, False),
+                                              (1, 48, 33, 7, 7, True), (3, 5, 24, 6, 9, True)])
+def test_pointwise_convs_are_scheduled_matmuls_over_the_pixels(n, c, o, h, w, nhwc):
+    """A 1x1 conv (stride 1, no padding) is one matmul of the weights and the H*W pixels, with ragged
+    sizes (pixels, channels and filters that no tile divides), batches, NCHW and NHWC."""
+    x, k = ({"N": n, "H": h, "W": w, "C": c}, {"H": 1, "W": 1, "C": c, "O": o}) if nhwc else \
+        ({"N": n, "C": c, "H": h, "W": w}, {"O": o, "C": c, "H": 1, "W": 1})
+    program = one("conv2d", [T(x), T(k)], stride=(1, 1), padding=(0, 0), groups=1, **CONV)
+    exe = check(program)
+    assert "matmul" in exe.backend_ir("relax") and "conv2d" not in exe.backend_ir("relax")
+    assert "contraction" in exe.schedules.values() and None not in exe.schedules.values(), exe.schedules
+
+
+def _block(n: int, c: int, o: int, h: int, w: int, extra: dict[str, int]) -> Program:
+    """relu(conv1x1(x) * scale{O} + shift{extra}), a ResNet block's tail after a 1x1 conv."""
+    b = Builder()
+    x, k = b.input(T({"N": n, "C": c, "H": h, "W": w})), b.input(T({"O": o, "C": c, "H": 1, "W": 1}))
+    scale, shift = b.input(T({"O": o})), b.input(T(extra))
+    y = b.add("conv2d", [x, k], stride=(1, 1), padding=(0, 0), groups=1, **CONV)
+    return b.build([b.add("relu", [b.add("add", [b.add("mul", [y, scale]), shift])])])
+
+
+@pytest.mark.parametrize("n,c,o,h,w", [(1, 32, 48, 14, 14), (2, 19, 40, 7, 5)])
+def test_elementwise_ops_after_a_pointwise_conv_run_in_its_kernel(n, c, o, h, w):
+    """The per-channel affine, a residual of the output's shape and the relu are computed on the
+    matmul's (N, O, H*W) shape, in its kernel (`SinkReshape`), with the reference's results."""
+    program = _block(n, c, o, h, w, {"N": n, "O": o, "H": h, "W": w})
+    exe = check(program)
+    assert any(k.startswith("fused_matmul") and k.endswith("_where") for k in exe.schedules), exe.schedules
+    assert not any("reshape" in k and rule != "view" for k, rule in exe.schedules.items()), exe.schedules
+
+
+def test_an_operand_along_part_of_the_merged_pixels_stays_after_the_reshape():
+    """A shift along W alone (of the pixels H*W, which the matmul merged) cannot be computed on the
+    matmul's shape: the reshape stays before it, with the reference's results."""
+    program = _block(1, 16, 24, 6, 10, {"W": 10})
+    exe = check(program)
+    assert any("reshape" in k and k.endswith("_where") for k in exe.schedules), exe.schedules
+
+
+def test_a_bias_after_a_batched_matmul_runs_in_its_kernel():
+    """contract of {B, T, D} with {D, F} is a (B*T, D) matmul reshaped to {B, T, F}: the bias{F} is added
+    on the matmul's shape."""
+    b = Builder()
+    x, wt, bias = b.input(T({"B": 2, "T": 37, "D": 24})), b.input(T({"D": 24, "F": 40})), b.input(T({"F": 40}))
+    program = b.build([b.add("add", [b.add("contract", [x, wt], over=("D",)), bias])])
+    exe = check(program)
+    assert any(k.startswith("fused_matmul") and "add" in k for k in exe.schedules), exe.schedules
+
+
+@pytest.mark.parametrize("stride,nhwc", [((2, 2), False), ((3, 2), False), ((2, 2), True)])
+def test_strided_pointwise_convs_slice_the_pixels_then_multiply(stride, nhwc):
+    """A strided 1x1 conv (ragged: 15x13 pixels at stride 2 or 3) is a strided slice of the image then
+    one matmul, with the reference's results."""
+    x, k = ({"N": 2, "H": 15, "W": 13, "C": 24}, {"H": 1, "W": 1, "C": 24, "O": 40}) if nhwc else \
+        ({"N": 2, "C": 24, "H": 15, "W": 13}, {"O": 40, "C": 24, "H": 1, "W": 1})
+    program = one("conv2d", [T(x), T(k)], stride=stride, padding=(0, 0), groups=1, **CONV)
+    exe = check(program)
+    assert "matmul" in exe.backend_ir("relax") and "conv2d" not in exe.backend_ir("relax")
+
+
+@pytest.mark.parametrize("n,c,o,hw,k,stride,padding,dilation", [
+    (1, 32, 40, 7, 3, 1, 1, 1), (2, 5, 24, 14, 3, 2, 1, 1), (1, 8, 16, 8, 5, 1, 2, 1), (1, 6, 20, 10, 3, 1, 1, 2),
+    (3, 7, 9, 8, 2, 1, 0, 1)])
+def test_convs_with_small_outputs_are_im2col_matmuls(n, c, o, hw, k, stride, padding, dilation):
+    """Output images of at most 64 pixels (7x7, ragged, strided, dilated, batched, even kernels) are
+    a matmul of the weights and the image's columns, with the reference's results."""
+    program = one("conv2d", [T({"N": n, "C": c, "H": hw, "W": hw}), T({"O": o, "C": c, "H": k, "W": k})],
+                  stride=(stride, stride), padding=(padding, padding), groups=1, channels="C", out_channels="O",
+                  spatial=("H", "W"), dilation=(dilation, dilation))
+    exe = check(program)
+    assert "matmul" in exe.backend_ir("relax") and "conv2d" not in exe.backend_ir("relax")
+    assert None not in exe.schedules.values(), exe.schedules
+
+
+def test_padded_1x1_convs_stay_convolutions():
+    """Only 1x1 convs without padding are matmuls over the pixels."""
+    program = one("conv2d", [T({"N": 1, "C": 8, "H": 9, "W": 9}), T({"O": 16, "C": 8, "H": 1, "W": 1})],
+                  stride=(1, 1), padding=(1, 1), groups=1, **CONV)
+    assert "conv2d" in check(program).backend_ir("relax")
+
+
 @pytest.mark.parametrize("width,stride", [(28, 1), (14, 2), (7, 1)])
 def test_nchw_conv_output_width_is_padded_to_whole_vectors(width, stride):
     """28 -> 32 columns (14 -> 16 and 7 -> 8 likewise), computed then sliced: same results."""
-    program = one("conv2d", [T({"N": 2, "C": 8, "H": 5, "W": width * stride}), T({"O": 16, "C": 8, "H": 3, "W": 3})],
+    program = one("conv2d", [T({"N": 2, "C": 8, "H": 12, "W": width * stride}), T({"O": 16, "C": 8, "H": 3, "W": 3})],
                   stride=(stride, stride), padding=(1, 1), groups=1, **CONV)
     exe = check(program)
     lanes = schedule_module.lanes(backend.tvm_target(parse_target("llvm")), "float32")
@@ -623,6 +705,23 @@ def test_register_tiles_fit_the_vector_registers(cpu):
                 if tile is not None:
                     nv, _, rows, _, _ = tile
                     assert rows * nv + nv + 1 <= registers, (n, m, can_pad, tile)
+
+
+@pytest.mark.parametrize("n,lanes", [(196, 16), (49, 16), (197, 16), (100, 8)])
+def test_ragged_columns_take_tiles_of_several_vectors(n, lanes):
+    """Columns no vector divides are padded for 2-4 vectors per row (not 1) when that costs little
+    more than padding to whole vectors."""
+    nv, vec, rows, pad_n, _ = schedule_module._register_tile(n, 256, lanes, 24 if lanes == 16 else 12, True,
+                                                             32 if lanes == 16 else 16)
+    assert nv >= 2 and pad_n % (nv * vec) == 0 and pad_n <= -(-n // lanes) * lanes * 1.15
+
+
+@pytest.mark.parametrize("m,k,n", [(40, 300, 49), (24, 520, 196), (33, 64, 100)])
+def test_contractions_with_widened_ragged_tiles_match_the_reference(m, k, n):
+    """Padded columns (49 -> 64, 196 -> 224, 100 -> 128) and K not a multiple of the block."""
+    program = one("contract", [T({"M": m, "K": k}), T({"K": k, "N": n})], over=("K",))
+    exe = check(program)
+    assert "contraction" in exe.schedules.values(), exe.schedules
 
 
 needs_avx2 = pytest.mark.skipif(
