@@ -336,18 +336,22 @@ def _pointwise_conv2d(eqn: Eqn, x: Named, w: Named, layout: str, batch: tuple[st
     return downcast(reshape(y, [(n, out[n]) for n in names]), eqn.out.type.dtype)
 
 
-# an NCHW convolution with at most this many output pixels per image is an im2col and a matmul
+# an NCHW convolution with at most this many output pixels per image is an im2col and a matmul ...
 IM2COL_MAX_PIXELS = 64
+# ... when its kernel has at most this many taps (one slice each): a weight gradient is a convolution with
+# the output gradient as its kernel (LeNet-5's: 10x10 and 24x24 taps for 5x5 outputs), whose im2col took
+# lenet5_train on TVM from 15 to 208 ms (1 thread, Zen 5)
+IM2COL_MAX_TAPS = 25
 
 
 def _few_pixels(eqn: Eqn, w: Named) -> bool:
     """A float32 convolution of one group whose output image is so small (7x7 in ResNets) that the
-    contraction rule's vectors along its width would be half empty."""
+    contraction rule's vectors along its width would be half empty, with a small kernel."""
     p = eqn.kwargs
     out = eqn.out.type.sizes
     h, wd = p["spatial"]
     return p["groups"] == 1 and out[h] * out[wd] <= IM2COL_MAX_PIXELS and eqn.out.type.dtype == "float32" \
-        and w.dtype == "float32"
+        and w.dtype == "float32" and w.sizes[h] * w.sizes[wd] <= IM2COL_MAX_TAPS
 
 
 def _im2col_conv2d(eqn: Eqn, x: Named, w: Named, batch: tuple[str, ...]) -> Named:

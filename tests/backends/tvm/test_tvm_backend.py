@@ -667,6 +667,14 @@ def test_convs_with_small_outputs_are_im2col_matmuls(n, c, o, hw, k, stride, pad
     assert None not in exe.schedules.values(), exe.schedules
 
 
+def test_convs_with_large_kernels_and_small_outputs_stay_convolutions():
+    """A weight gradient's shape (a 14x14 image, a 10x10 kernel: 5x5 outputs) is no im2col: one slice per
+    tap, 100 of them, cost 14x the convolution in lenet5_train."""
+    program = one("conv2d", [T({"N": 2, "C": 6, "H": 14, "W": 14}), T({"O": 16, "C": 6, "H": 10, "W": 10})],
+                  stride=(1, 1), padding=(0, 0), groups=1, **CONV)
+    assert "conv2d" in check(program).backend_ir("relax")
+
+
 def test_padded_1x1_convs_stay_convolutions():
     """Only 1x1 convs without padding are matmuls over the pixels."""
     program = one("conv2d", [T({"N": 1, "C": 8, "H": 9, "W": 9}), T({"O": 16, "C": 8, "H": 1, "W": 1})],
