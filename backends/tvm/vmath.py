@@ -116,11 +116,17 @@ def _elementwise(fn: Callable[[tirx.PrimExpr], tirx.PrimExpr]) -> Callable[[te.T
 TAIL_BLOCK = 16  # rows no 4-float vector divides reduce their first multiple of this many elements apart
 
 
+def _splits(n: int) -> bool:
+    """Whether `_reduce` splits a row of ``n`` elements: no 4-float vector divides it, and it is longer
+    than one `TAIL_BLOCK`."""
+    return n % 4 != 0 and n > TAIL_BLOCK
+
+
 def _reduce(kept: list, n: int, value: Callable, reducer: Callable, combine: Callable, name: str) -> te.Tensor:
     """``reducer`` of ``value(i, k)`` over k < n, per row i. Where no 4-float vector divides n (ViT's 197
     keys), as the reduction of the first ``n - n % 16`` elements, which the row schedule vectorizes, then
     the few left over, combined: one scalar reduction of 197 would be a chain of dependent operations."""
-    if n % 4 == 0 or n <= TAIL_BLOCK:
+    if not _splits(n):
         k = te.reduce_axis((0, n), name="k")
         return te.compute(kept, lambda *i: reducer(value(i, k), axis=k), name=name)
     main = n - n % TAIL_BLOCK
@@ -176,8 +182,7 @@ def _splits_rows(call: Call) -> bool:
     axes = [int(a) % len(shape) for a in call.attrs.axes]
     if axes != [len(shape) - 1] or not isinstance(shape[-1], tirx.IntImm):
         return False
-    n = int(shape[-1])
-    return n % 4 != 0 and n > TAIL_BLOCK
+    return _splits(int(shape[-1]))
 
 
 ELEMENTWISE = {"relax.exp": exp, "relax.tanh": tanh, "relax.sigmoid": sigmoid, "relax.erf": erf}
