@@ -22,6 +22,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from nir.extras import install_hint, installed
+from nir.tune.measure import OtherLoad
 
 from .machine import library_versions, machine_info
 from .measure import calibrate, first_call, measure_memory, round_robin, stats
@@ -163,7 +164,10 @@ def run_workload(workload: Workload, variants: list[Variant], plan: Plan, notes:
         r.intermediate_bytes, r.intermediates_from = built.intermediate_bytes, built.intermediates_from
         r.note = built.note
     _check(w, results, outputs, workload)
-    samples = round_robin(calls, counts, plan.rounds, on_round=lambda: progress.step(f"{workload.name}: timing"))
+    with OtherLoad() as load:
+        samples = round_robin(calls, counts, plan.rounds,
+                              on_round=lambda: progress.step(f"{workload.name}: timing"))
+    w.others_cores = load.cores
     if not calls:
         progress.step(f"{workload.name}: nothing to time", advance=plan.rounds)
     for name, s in samples.items():

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from nir.extras import require
+from nir.tune.measure import BUSY_CORES
 
 __all__ = ["VariantResult", "WorkloadResult", "BenchResult", "table", "markdown_table", "text_table", "summary",
            "write_json", "write_plot", "SCHEMA"]
@@ -73,6 +74,7 @@ class WorkloadResult:
     oracle: str | None = None
     rtol: float = 0.0
     atol: float = 0.0
+    others_cores: float | None = None  # CPU other processes took while this workload was timed
 
 
 @dataclass
@@ -99,8 +101,12 @@ def summary(result: BenchResult) -> str:
     """One line: machine, threads, load average at start and end, date."""
     m = result.machine
     end = m.get("load_average_end", m["load_average"])
+    busy = [f"{w.name} ({w.others_cores:.2f})" for w in result.workloads
+            if w.others_cores is not None and w.others_cores > BUSY_CORES]
     return (f"{m['cpu_model']}, {m['cpus']} CPUs, {threads_label(result)}; load average {m['load_average'][0]:.2f} "
-            f"at start, {end[0]:.2f} at end; {m['date']}")
+            f"at start, {end[0]:.2f} at end; {m['date']}"
+            + (f"; other processes took CPU (cores) while timing {', '.join(busy)}: those figures are suspect"
+               if busy else ""))
 
 
 def _time(s: float | None) -> str:

@@ -117,16 +117,19 @@ class PoolBuilder(ms.builder.PyBuilder):
         """Stop the worker processes, also those still building. (TVM's `PopenPoolExecutor.shutdown`
         closes a worker's pipe before killing it, which blocks until a build under way ends, and races
         with the thread reading that pipe, which kills the worker too when it sees it die. Here the
-        processes are killed first; the reading threads then clean up after them.)"""
+        builds not started are dropped first, since a pool thread that finds its worker dead starts a new
+        one for its next build, and that process would build on in the background, taking the CPU from
+        whatever is timed next; then the processes are killed, and the reading threads clean up after
+        them.)"""
         if self._pool is None:
             return
         pool, self._pool = self._pool, None
+        pool._threadpool.shutdown(wait=False, cancel_futures=True)
         for worker in list(pool._worker_map.values()):
             proc = getattr(worker, "_proc", None)
             if proc is not None:
                 with contextlib.suppress(OSError):
                     proc.kill()
-        pool._threadpool.shutdown(wait=False)
         pool._shutdown = True  # its __del__ would otherwise shut it down again, waiting on the threads
 
     def build(self, build_inputs: list[Any]) -> list[Any]:

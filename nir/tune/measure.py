@@ -8,23 +8,29 @@ Candidates are measured round-robin, the order rotating every round, so that dri
 back-to-back calls to last ``min_time_s / rounds``.
 
 The statistic that decides is the **median** per-call time of the samples (`STATISTIC`); the minimum
-is reported beside it.
+is reported beside it. Each timing also says how much CPU other processes took while it ran
+(`OtherLoad`): a kernel that runs one thread per core waits at every barrier for the threads another
+process pushed off their cores, so on a busy machine its figure is several times its quiet one
+(a 2-thread TVM layer_norm on 2 cores: 0.3 ms alone, 1-4 ms beside one busy process).
 """
 
 from __future__ import annotations
 
 import gc
 import math
+import os
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["Timing", "STATISTIC", "measure", "measure_interleaved", "round_robin", "wait", "user_call", "UserCall"]
+__all__ = ["Timing", "STATISTIC", "measure", "measure_interleaved", "round_robin", "wait", "user_call", "UserCall",
+           "OtherLoad", "BUSY_CORES"]
 
 STATISTIC = "median"
 MAX_CALLS_PER_SAMPLE = 10_000
+BUSY_CORES = 0.25  # other processes using more than this many cores during a timing make it suspect
 
 
 @dataclass(frozen=True)
@@ -36,16 +42,56 @@ class Timing:
     p25_ms: float
     p75_ms: float
     runs: int
+    others_cores: float | None = None  # CPU other processes used meanwhile (`OtherLoad`), None if unknown
 
     @staticmethod
-    def of(samples_ms: Sequence[float]) -> "Timing":
+    def of(samples_ms: Sequence[float], others_cores: float | None = None) -> "Timing":
         """Summary of per-call sample times in milliseconds."""
         a = np.asarray(samples_ms, dtype=np.float64)
         p25, med, p75 = np.percentile(a, [25, 50, 75])
-        return Timing(float(med), float(a.min()), float(p25), float(p75), len(a))
+        return Timing(float(med), float(a.min()), float(p25), float(p75), len(a), others_cores)
 
-    def to_json(self) -> dict[str, float]:
-        return {"ms": self.median_ms, "min_ms": self.min_ms}
+    @property
+    def contended(self) -> bool:
+        """Whether other processes took more than `BUSY_CORES` cores while this was timed."""
+        return self.others_cores is not None and self.others_cores > BUSY_CORES
+
+    def to_json(self) -> dict[str, float | None]:
+        return {"ms": self.median_ms, "min_ms": self.min_ms, "others_cores": self.others_cores}
+
+
+def _machine_busy_s() -> float | None:
+    """CPU seconds every process on this machine has used since boot, the hypervisor's steal included
+    (Linux ``/proc/stat``), or None where that cannot be read."""
+    try:
+        with open("/proc/stat") as f:
+            ticks = [int(x) for x in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    if len(ticks) < 5:
+        return None
+    idle = ticks[3] + ticks[4]  # idle, iowait; the rest (user, nice, system, irq, softirq, steal) is busy
+    return (sum(ticks) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+class OtherLoad:
+    """A context manager measuring the CPU that *other* processes (and the hypervisor, as steal) used
+    while its block ran, in cores: ``with OtherLoad() as load: ...`` then ``load.cores`` (None where the
+    machine's counters cannot be read). The clock ticks are 10 ms, so blocks shorter than ~0.2 s read
+    coarsely."""
+
+    cores: float | None = None
+
+    def __enter__(self) -> "OtherLoad":
+        self._busy, self._own, self._wall = _machine_busy_s(), time.process_time(), time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        busy, wall = _machine_busy_s(), time.perf_counter() - self._wall
+        if busy is None or self._busy is None or wall <= 0:
+            return
+        others = (busy - self._busy) - (time.process_time() - self._own)
+        self.cores = round(max(0.0, others / wall), 2)
 
 
 def wait(out: Any) -> Any:
@@ -115,8 +161,9 @@ def measure_interleaved(calls: Mapping[str, Callable[[], Any]], *, min_time_s: f
     counts = {n: max(1, min(MAX_CALLS_PER_SAMPLE, math.ceil(min_time_s / rounds / max(per, 1e-9))))
               for n, per in zip(names, probes)}
     waited = {n: (lambda call=calls[n]: wait(call())) for n in names}
-    samples = round_robin(waited, counts, rounds)
-    return {n: Timing.of([x * 1e3 for x in s]) for n, s in samples.items()}
+    with OtherLoad() as load:
+        samples = round_robin(waited, counts, rounds)
+    return {n: Timing.of([x * 1e3 for x in s], load.cores) for n, s in samples.items()}
 
 
 def round_robin(calls: Mapping[str, Callable[[], Any]], counts: Mapping[str, int], rounds: int,

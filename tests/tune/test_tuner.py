@@ -4,6 +4,7 @@ choosing by record, layouts changing the lowered program but not its results, an
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -149,6 +150,33 @@ def test_the_tuners_figure_is_the_time_of_the_compiled_call(tmp_path, backend) -
         f = nir.compile(mm, target=target, backend=backend, tuning=db)
         f(a, b)
         assert f.tuned
+        ratios.append(res.tuned_min_ms / measure(f, [a, b], min_time_s=0.5).min_ms)
+        if 0.5 < ratios[-1] < 2.0:
+            break
+    assert 0.5 < ratios[-1] < 2.0, ratios
+
+
+def test_the_tuners_two_thread_tvm_figure_after_a_search_is_the_time_of_the_compiled_call(tmp_path) -> None:
+    # one thread per core: every kernel waits at its barriers for both threads, so anything else running
+    # (a schedule search's measuring process, another job) shows at once; the tuner times its final
+    # candidates after its MetaSchedule search, in the same process
+    if not nir.backends.installed("tvm"):
+        pytest.skip("tvm is not installed")
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs 2 CPUs")
+    from nir.tune.measure import measure
+    target = "llvm -num-cores=2"
+    rng = np.random.default_rng(0)
+    a, b = (nir.tensor(rng.standard_normal(s.shape).astype(np.float32), names=s.names) for s in MM_SPECS)
+    ratios = []
+    for attempt in range(3):  # see the one-thread test: each try tunes afresh under the same load
+        db = tmp_path / str(attempt)
+        report = tune_program(nir.trace(mm, *MM_SPECS).program, target, db, backends=["tvm"], trials=8,
+                              min_time_s=0.1)
+        (res,) = report.results
+        assert res.error is None and res.search and res.search["trials"] > 0, (res.error, res.search)
+        f = nir.compile(mm, target=target, backend="tvm", tuning=db)
+        f(a, b)
         ratios.append(res.tuned_min_ms / measure(f, [a, b], min_time_s=0.5).min_ms)
         if 0.5 < ratios[-1] < 2.0:
             break
