@@ -79,21 +79,6 @@ def _as_array(a: Any) -> Any:
     return np.asarray(a)
 
 
-_SHARE_BYTES = 2 << 20  # measured: jnp.from_dlpack costs ~100 us a call, copying 2 MiB about as much
-
-
-def _share(a: Any) -> Any:
-    """A large numpy array that XLA:CPU can use in place (C-contiguous, 64-byte aligned, writeable) as a
-    jax array aliasing it; anything else unchanged (jax then copies it in)."""
-    if (isinstance(a, np.ndarray) and a.nbytes >= _SHARE_BYTES and a.flags.c_contiguous and a.flags.writeable
-            and a.ctypes.data % 64 == 0):
-        try:
-            return jnp.from_dlpack(a)
-        except Exception:  # a dtype DLPack cannot carry: let jax copy
-            return a
-    return a
-
-
 class XLAExecutable:
     """A nir Program lowered to XLA. Call it with the inputs; inspect it with `backend_ir`; write it
     with `export`. ``platform`` is ``cpu``, ``cuda`` or ``tpu``; ``compiler_options`` were passed to
@@ -138,10 +123,6 @@ class XLAExecutable:
             self._io = ProcessIO(program, plan, local_inputs=local_inputs, gather=gather)
             self.out_types = self._io.out_types  # each process's parts: what nir.compile's results are named by
             self._run = self._run_processes
-        # inputs big enough that sharing aligned numpy buffers beats copying them (cpu only)
-        # (not for a sharded program: a shared buffer is one device's array, which its shardings refuse)
-        self._shares = self.platform == "cpu" and plan is None and any(
-            s.size * s.dtype.itemsize >= _SHARE_BYTES for s in self._specs)
 
     # ------------------------------------------------------------------------------------------
     # calling
@@ -149,8 +130,6 @@ class XLAExecutable:
 
     def __call__(self, *arrays: Any) -> list[jax.Array]:
         """Run on ``arrays`` (logical order each); returns a list of jax.Array in logical order."""
-        if self._shares:
-            arrays = tuple(map(_share, arrays))
         try:
             return self._run(*arrays)
         except (TypeError, ValueError) as e:  # off the fast path: convert foreign arrays, or explain

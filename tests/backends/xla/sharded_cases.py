@@ -66,8 +66,8 @@ def test_batch_sharding_needs_no_collectives():
 
 
 def test_inputs_of_several_mebibytes_are_sharded_too():
-    """nir.tensor keeps data 64-byte aligned, and the xla backend passes such large inputs to XLA without a
-    copy (as one device's array) when unsharded; a sharded program must split them instead."""
+    """Large numpy inputs go to XLA as they are (used in place when unsharded); a sharded program must
+    split them instead."""
     x, w = nir.randn(8192, 64, names=("N", "D")), nir.randn(64, 16, names=("D", "H"))  # x: 2 MiB
     f = nir.compile(lambda x, w: x @ w, backend="xla", mesh={"data": 2, "model": 2}, shard={"N": "data", "H": "model"})
     assert_close([f(x, w).numpy()], [(x @ w).numpy()], "float32")
