@@ -92,7 +92,7 @@ class Entry:
         """``run([x])`` with the per-call work done here, once: a single output is wrapped straight from
         the executable's first result (a bare array where the executable offers one, `single`)."""
         ex, structure, types = self.executable, self.structure, self.out_types  # (no reference to self)
-        if structure != 0 or len(types) != 1:
+        if not _one_bare_output(structure, types):
             return lambda x: _wrap(structure, types, ex(x))
         t, eager, asarray = types[0], NamedTensor._eager, np.asarray
         single = getattr(ex, "single", None)  # the one output itself, not a list of one
@@ -107,9 +107,14 @@ class Entry:
         return _wrap(self.structure, self.out_types, self.executable(*data))
 
 
+def _one_bare_output(structure: Any, types: Sequence[TensorType]) -> bool:
+    """Whether the function returns one tensor, not a tree of them."""
+    return structure == 0 and len(types) == 1
+
+
 def _wrap(structure: Any, types: Sequence[TensorType], outs: Sequence[Any]) -> Any:
     """An executable's outputs as NamedTensors in the function's output structure (numpy views, no copy)."""
-    if structure == 0 and len(types) == 1:
+    if _one_bare_output(structure, types):
         return NamedTensor._eager(np.asarray(outs[0]), types[0])
     return _rebuild(structure, [NamedTensor._eager(np.asarray(o), t) for o, t in zip(outs, types)])
 

@@ -313,9 +313,7 @@ class TVMExecutable:
         finally:
             self._give_vm(fn)
         outs = (out,) if isinstance(out, _Tensor) else out  # main returns a one-output program's tensor bare
-        if self._numpy_out:
-            return [np.from_dlpack(t) for t in outs]
-        return [_to_numpy(t) for t in outs]
+        return [self._output(t) for t in outs]
 
     def single(self, x: Any) -> np.ndarray:
         """`__call__` of a one-input, one-output program, for `nir.compile`'s per-call fast path: the
@@ -327,7 +325,11 @@ class TVMExecutable:
             self._give_vm(fn)
         if not isinstance(out, _Tensor):  # a tuple: an artifact exported before main returned one output bare
             out = out[0]
-        return np.from_dlpack(out) if self._numpy_out else _to_numpy(out)
+        return self._output(out)
+
+    def _output(self, t: _Tensor) -> np.ndarray:
+        """An output as numpy, sharing TVM's memory where the dtype allows."""
+        return np.from_dlpack(t) if self._numpy_out else _to_numpy(t)
 
     def _take_vm(self) -> Any:
         """The main function of an idle VM of the pool, or of a new one (see the module docstring)."""

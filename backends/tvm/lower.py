@@ -320,20 +320,26 @@ def _pointwise_conv2d(eqn: Eqn, x: Named, w: Named, layout: str, batch: tuple[st
                   xi.names)
         sx = {**sx, h: -(-sx[h] // stride[0]), wd: -(-sx[wd] // stride[1])}
     hw = ("_hw", sx[h] * sx[wd])
-    n = xi.shape[0]
-    lead = [("_n", n)] if n > 1 else []
+    lead = _batch_lead(xi)
     if layout == "NCHW":
         w2 = reshape(permute(w, (o, c, h, wd)), [(o, sw[o]), (c, sw[c])])
-        x3 = reshape(xi, lead + [(c, sx[c]), hw])
-        y = bind(R.matmul(w2.expr, x3.expr, out_dtype=_accumulator(x)), tuple(n for n, _ in lead) + (o, "_hw"))
-        names = batch + (o, h, wd)
-    else:
-        w2 = reshape(permute(w, (h, wd, c, o)), [(c, sw[c]), (o, sw[o])])
-        x3 = reshape(xi, lead + [hw, (c, sx[c])])
-        y = bind(R.matmul(x3.expr, w2.expr, out_dtype=_accumulator(x)), tuple(n for n, _ in lead) + ("_hw", o))
-        names = batch + (h, wd, o)
+        return _conv_as_matmul(eqn, w2, reshape(xi, lead + [(c, sx[c]), hw]), (o, "_hw"), batch + (o, h, wd))
+    w2 = reshape(permute(w, (h, wd, c, o)), [(c, sw[c]), (o, sw[o])])
+    return _conv_as_matmul(eqn, reshape(xi, lead + [hw, (c, sx[c])]), w2, ("_hw", o), batch + (h, wd, o))
+
+
+def _batch_lead(xi: Named) -> list[tuple[str, int]]:
+    """The leading ``_n`` dim of a matmul operand made from the image ``xi`` (dropped for one image)."""
+    return [("_n", xi.shape[0])] if xi.shape[0] > 1 else []
+
+
+def _conv_as_matmul(eqn: Eqn, a: Named, b: Named, dims: tuple[str, ...], names: tuple[str, ...]) -> Named:
+    """``a @ b`` for the convolution ``eqn`` (its last two dims ``dims``, after ``_n`` where an operand
+    has it), reshaped to the convolution's output dims ``names`` (in that order) and dtype."""
+    lead = ("_n",) if "_n" in a.names or "_n" in b.names else ()
+    y = bind(R.matmul(a.expr, b.expr, out_dtype=_accumulator(a)), lead + dims)
     out = eqn.out.type.sizes
-    return downcast(reshape(y, [(n, out[n]) for n in names]), eqn.out.type.dtype)
+    return downcast(reshape(y, [(d, out[d]) for d in names]), eqn.out.type.dtype)
 
 
 # an NCHW convolution with at most this many output pixels per image is an im2col and a matmul ...
@@ -380,11 +386,8 @@ def _im2col_conv2d(eqn: Eqn, x: Named, w: Named, batch: tuple[str, ...]) -> Name
             taps.append(R.reshape(tap, [n, cs, 1, ho * wo]))
     cols = bind(R.reshape(R.concat(taps, axis=2), [n, cs * kh * kw, ho * wo]), ("_n", "_ck", "_hw"))
     w2 = reshape(permute(w, (o, c, h, wd)), [(o, w.sizes[o]), ("_ck", w.sizes[c] * kh * kw)])
-    lead = [("_n", n)] if n > 1 else []
-    cols = reshape(cols, lead + [("_ck", cs * kh * kw), ("_hw", ho * wo)])
-    y = bind(R.matmul(w2.expr, cols.expr), tuple(d for d, _ in lead) + (o, "_hw"))
-    names = batch + (o, h, wd)
-    return downcast(reshape(y, [(d, out[d]) for d in names]), eqn.out.type.dtype)
+    cols = reshape(cols, _batch_lead(xi) + [("_ck", cs * kh * kw), ("_hw", ho * wo)])
+    return _conv_as_matmul(eqn, w2, cols, (o, "_hw"), batch + (o, h, wd))
 
 
 def _pool2d(eqn: Eqn, x: Named) -> Named:
