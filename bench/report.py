@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from nir.extras import require
-from nir.tune.measure import BUSY_CORES
+from nir.tune.measure import busy
 
 __all__ = ["VariantResult", "WorkloadResult", "BenchResult", "table", "markdown_table", "text_table", "summary",
            "write_json", "write_plot", "SCHEMA"]
@@ -101,12 +101,11 @@ def summary(result: BenchResult) -> str:
     """One line: machine, threads, load average at start and end, date."""
     m = result.machine
     end = m.get("load_average_end", m["load_average"])
-    busy = [f"{w.name} ({w.others_cores:.2f})" for w in result.workloads
-            if w.others_cores is not None and w.others_cores > BUSY_CORES]
+    disturbed = [f"{w.name} ({w.others_cores:.2f})" for w in result.workloads if busy(w.others_cores)]
     return (f"{m['cpu_model']}, {m['cpus']} CPUs, {threads_label(result)}; load average {m['load_average'][0]:.2f} "
             f"at start, {end[0]:.2f} at end; {m['date']}"
-            + (f"; other processes took CPU (cores) while timing {', '.join(busy)}: those figures are suspect"
-               if busy else ""))
+            + (f"; other processes took CPU (cores) while timing {', '.join(disturbed)}: those figures are "
+               "suspect" if disturbed else ""))
 
 
 def _time(s: float | None) -> str:

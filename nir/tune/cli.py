@@ -26,7 +26,7 @@ from ..frontends.python import Spec, spec, trace
 from ..ir import Program
 from ..target import parse_target
 from .database import TuningDatabase
-from .measure import BUSY_CORES, measure_interleaved, user_call
+from .measure import busy, measure_interleaved, others_cores, user_call
 from .search import TuneReport, TuningError, backend_version, tune_program
 from .space import apply_layouts
 
@@ -140,7 +140,7 @@ def print_report(report: TuneReport) -> None:
             print(" " * 10 + f"schedule search: {s.get('tuned', 0)} of {s.get('tasks', 0)} tasks tuned, "
                   f"{s.get('skipped', 0)} already done, {s.get('trials', 0)} trials, {s.get('seconds', 0):.0f} s")
         print(" " * 10 + f"record: {r.record_path}")
-        if r.others_cores is not None and r.others_cores > BUSY_CORES:
+        if busy(r.others_cores):
             print(" " * 10 + f"warning: other processes used {r.others_cores:.2f} cores while this was timed; "
                   "the figures may be several times the quiet machine's: tune again when it is quiet")
     w = report.winner
@@ -178,8 +178,8 @@ def replay(program: Program, name: str, target: str, db_path: str, min_time_s: f
         t, was = times[rec.backend], rec.times_ms["tuned"]
         print(f"{rec.backend:<8} {was:>12.3f} {t.median_ms:>9.3f} {t.min_ms:>9.3f} "
               f"{100 * (t.median_ms - was) / was:>+7.1f}%  {rec.config.get('layout', 'logical')}")
-    load = next(iter(times.values())).others_cores if times else None
-    if load is not None and load > BUSY_CORES:
+    load = others_cores(times)
+    if busy(load):
         print(f"warning: other processes used {load:.2f} cores during this timing; the drift may be theirs")
     return 0
 

@@ -26,7 +26,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 __all__ = ["Timing", "STATISTIC", "measure", "measure_interleaved", "round_robin", "wait", "user_call", "UserCall",
-           "OtherLoad", "BUSY_CORES"]
+           "OtherLoad", "BUSY_CORES", "busy", "others_cores"]
 
 STATISTIC = "median"
 MAX_CALLS_PER_SAMPLE = 10_000
@@ -54,7 +54,19 @@ class Timing:
     @property
     def contended(self) -> bool:
         """Whether other processes took more than `BUSY_CORES` cores while this was timed."""
-        return self.others_cores is not None and self.others_cores > BUSY_CORES
+        return busy(self.others_cores)
+
+
+def busy(cores: float | None) -> bool:
+    """Whether ``cores`` (what other processes took during a timing, `OtherLoad`) is more than
+    `BUSY_CORES`; None (not known) counts as quiet."""
+    return cores is not None and cores > BUSY_CORES
+
+
+def others_cores(times: Mapping[str, Timing]) -> float | None:
+    """What other processes took during a side-by-side timing (`measure_interleaved`: the same for
+    every entry), or None when not known."""
+    return max((t.others_cores for t in times.values() if t.others_cores is not None), default=None)
 
     def to_json(self) -> dict[str, float | None]:
         return {"ms": self.median_ms, "min_ms": self.min_ms, "others_cores": self.others_cores}

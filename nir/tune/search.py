@@ -40,7 +40,7 @@ from ..ir import Program, verify
 from ..target import Target, parse_target
 from ..testing import random_inputs
 from .database import TuningDatabase, TuningRecord, signature_of
-from .measure import BUSY_CORES, STATISTIC, Timing, measure_interleaved, user_call
+from .measure import STATISTIC, Timing, busy, measure_interleaved, others_cores, user_call
 from .space import apply_layouts, layout_candidates
 
 __all__ = ["tune_program", "TuneReport", "BackendResult", "TuningError", "backend_version", "config_for"]
@@ -162,14 +162,14 @@ class _Bench:
         up to `RETIMES` times, keeping the least disturbed timing."""
         times = measure_interleaved(built, min_time_s=self.min_time_s, rounds=self.rounds)
         for _ in range(RETIMES):
-            load = _others(times)
-            if load is None or load <= BUSY_CORES:
+            load = others_cores(times)
+            if not busy(load):
                 break
             self.log(f"[{self.backend or 'all'}] other processes used {load:.2f} cores while timing "
                      f"{', '.join(built)}; timing again")
             time.sleep(RETIME_PAUSE_S)
             again = measure_interleaved(built, min_time_s=self.min_time_s, rounds=self.rounds)
-            if (_others(again) or 0.0) < load:
+            if (others_cores(again) or 0.0) < load:
                 times = again
         return times
 
@@ -182,11 +182,6 @@ class _Bench:
     @property
     def rounds(self) -> int:
         return ROUNDS if self.call_s < 0.2 else 5
-
-
-def _others(times: dict[str, Timing]) -> float | None:
-    """The CPU other processes took during a side-by-side timing (the same for every entry)."""
-    return max((t.others_cores for t in times.values() if t.others_cores is not None), default=None)
 
 
 def tune_program(program: Program, target: str | Target, db: TuningDatabase | str | os.PathLike, *,
@@ -242,8 +237,7 @@ def tune_program(program: Program, target: str | Target, db: TuningDatabase | st
             res.tuned_ms, res.tuned_min_ms, res.others_cores = t.median_ms, t.min_ms, t.others_cores
             records[b].times_ms.update(tuned=t.median_ms, tuned_min=t.min_ms)
             res.record_path = str(db.put(records[b], replace=True))
-    busy = [r for r in results if r.others_cores is not None and r.others_cores > BUSY_CORES]
-    for r in busy:
+    for r in (r for r in results if busy(r.others_cores)):
         log(f"[{r.backend}] warning: other processes used {r.others_cores:.2f} cores while it was timed; its "
             "figures may be several times its time on a quiet machine (tune again when the machine is quiet)")
     return TuneReport(name, program.fingerprint(), str(target), results, round(time.monotonic() - started, 1))
