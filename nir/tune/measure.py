@@ -56,6 +56,10 @@ class Timing:
         """Whether other processes took more than `BUSY_CORES` cores while this was timed."""
         return busy(self.others_cores)
 
+    def to_json(self) -> dict[str, float | None]:
+        """The median (``ms``, what decides), the min and the other processes' load, for JSON reports."""
+        return {"ms": self.median_ms, "min_ms": self.min_ms, "others_cores": self.others_cores}
+
 
 def busy(cores: float | None) -> bool:
     """Whether ``cores`` (what other processes took during a timing, `OtherLoad`) is more than
@@ -67,9 +71,6 @@ def others_cores(times: Mapping[str, Timing]) -> float | None:
     """What other processes took during a side-by-side timing (`measure_interleaved`: the same for
     every entry), or None when not known."""
     return max((t.others_cores for t in times.values() if t.others_cores is not None), default=None)
-
-    def to_json(self) -> dict[str, float | None]:
-        return {"ms": self.median_ms, "min_ms": self.min_ms, "others_cores": self.others_cores}
 
 
 def _machine_busy_s() -> float | None:

@@ -105,3 +105,8 @@ def test_a_tuning_report_says_when_other_processes_disturbed_it(tmp_path, monkey
 def test_timings_without_the_machines_counters_are_not_called_disturbed() -> None:
     t = Timing.of(list(np.linspace(1.0, 2.0, 7)))
     assert t.others_cores is None and not t.contended
+
+
+def test_a_timing_reports_its_median_min_and_load_as_json() -> None:
+    t = Timing.of([3.0, 1.0, 2.0], others_cores=0.5)
+    assert t.to_json() == {"ms": 2.0, "min_ms": 1.0, "others_cores": 0.5}
