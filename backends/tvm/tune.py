@@ -460,7 +460,7 @@ def _tune(program: Program, target: Target, work_dir: pathlib.Path, trials: int 
             t0 = time.monotonic()
             task_deadline.at = None if task_s is None else min(t0 + task_s, deadline or float("inf"))
             progress, cut = _run_task(task, work_dir, seed + i, cap, task_s, builder, runner, database,
-                                      cost_model, task_deadline)
+                                      cost_model, task_deadline, log)
             used = time.monotonic() - t0
             exhausted = not cut and progress.trials < cap and (task_s is None or used < 0.8 * task_s)
             done.mark(key, {"name": task.task_name, "trials": progress.trials, "seconds": round(used, 1),
@@ -500,11 +500,45 @@ def _search_strategy(seconds: float | None) -> Any:
     return ms.search_strategy.EvolutionarySearch(population_size=64, init_min_unmeasured=16, genetic_num_iters=2)
 
 
+def _space_without_epilogue_fusion() -> Any:
+    """MetaSchedule's LLVM design space with its tiling rule's write reuse off: a matmul's or conv's
+    elementwise consumer is not moved into its tiles. The default rule moves the consumer in with
+    ``reverse_compute_at``, which fails (a ScheduleError that ends the whole search) when that consumer also
+    reads blocks computed outside those tiles: in a train step, the gradient of gelu is fused into a
+    matmul's function beside its own erf and exp blocks."""
+    rules = [ms.schedule_rule.MultiLevelTiling(structure="SSRSRS", max_innermost_factor=64)
+             if isinstance(r, ms.schedule_rule.MultiLevelTiling) else r for r in ms.ScheduleRule.create("llvm")]
+    return ms.space_generator.PostOrderApply(sch_rules=rules, postprocs="llvm", mutator_probs="llvm")
+
+
+def _is_schedule_error(e: BaseException) -> bool:
+    """Whether ``e`` is a schedule primitive's refusal (it may come back through TVM's FFI re-typed)."""
+    return "ScheduleError" in f"{type(e).__name__}: {e}"
+
+
 def _run_task(task: Any, work_dir: pathlib.Path, seed: int, cap: int, seconds: float | None,
-              builder: Any, runner: Any, database: Any, cost_model: Any, deadline: Deadline) -> tuple[_Progress, bool]:
+              builder: Any, runner: Any, database: Any, cost_model: Any, deadline: Deadline,
+              log: Callable[[str], None] = lambda m: None) -> tuple[_Progress, bool]:
     """Search one task until ``deadline`` (which the builder, runner and cost model share); returns its
-    progress and whether the deadline cut a batch short."""
-    context = ms.TuneContext(mod=task.dispatched[0], target=task.target, space_generator="post-order-apply",
+    progress and whether the deadline cut a batch short. Where MetaSchedule's default design space cannot
+    be built for the task (`_space_without_epilogue_fusion`), the search runs in the space without
+    epilogue fusion."""
+    try:
+        return _search(task, "post-order-apply", work_dir, seed, cap, seconds, builder, runner, database,
+                       cost_model, deadline)
+    except Exception as e:  # noqa: BLE001 - TVM's FFI re-types what a schedule rule raised
+        if not _is_schedule_error(e):
+            raise
+        log(f"[tvm]   MetaSchedule's default space fails on this task ({str(e).splitlines()[0][:120]}); "
+            "searching without fusing its epilogue into the tiles")
+    return _search(task, _space_without_epilogue_fusion(), work_dir, seed, cap, seconds, builder, runner,
+                   database, cost_model, deadline)
+
+
+def _search(task: Any, space: Any, work_dir: pathlib.Path, seed: int, cap: int, seconds: float | None,
+            builder: Any, runner: Any, database: Any, cost_model: Any, deadline: Deadline) -> tuple[_Progress, bool]:
+    """One MetaSchedule search of ``task`` in design space ``space`` (see `_run_task`)."""
+    context = ms.TuneContext(mod=task.dispatched[0], target=task.target, space_generator=space,
                              search_strategy=_search_strategy(seconds), task_name=task.task_name,
                              logger=_task_logger(work_dir, task.task_name), rand_state=seed,
                              num_threads="physical").clone()
