@@ -405,7 +405,13 @@ def _tune(program: Program, target: Target, work_dir: pathlib.Path, trials: int 
         legal = relax.get_pipeline("zero")(relax_module(program, target))  # as build() lowers it
     tasks = [t for t in ms.relax_integration.extract_tasks(legal, ttarget)
              if not t.mod.attrs.get("tirx.is_scheduled", False)]
-    summary: dict[str, Any] = {"tasks": len(tasks), "tuned": 0, "skipped": 0, "trials": 0, "estimate": None}
+    unsearchable = [t.task_name for t in tasks if not _searchable(t)]
+    if unsearchable:
+        log(f"[tvm] {len(unsearchable)} task(s) take scalar arguments, which MetaSchedule cannot measure "
+            f"(a scan's per-step slice); they keep nir's schedule: {', '.join(unsearchable)}")
+        tasks = [t for t in tasks if _searchable(t)]
+    summary: dict[str, Any] = {"tasks": len(tasks), "tuned": 0, "skipped": 0, "failed": 0, "trials": 0,
+                               "estimate": None}
     if not tasks:
         log("[tvm] no tunable tasks")
         return summary
@@ -459,8 +465,14 @@ def _tune(program: Program, target: Target, work_dir: pathlib.Path, trials: int 
             log(f"{head}: " + (f"{task_s:.0f} s" if task_s is not None else f"{cap} trials"))
             t0 = time.monotonic()
             task_deadline.at = None if task_s is None else min(t0 + task_s, deadline or float("inf"))
-            progress, cut = _run_task(task, work_dir, seed + i, cap, task_s, builder, runner, database,
-                                      cost_model, task_deadline, log)
+            try:
+                progress, cut = _run_task(task, work_dir, seed + i, cap, task_s, builder, runner, database,
+                                          cost_model, task_deadline, log)
+            except Exception as e:  # noqa: BLE001 - one task MetaSchedule cannot search must not lose the rest
+                log(f"{head}: MetaSchedule failed on it ({type(e).__name__}: {str(e).splitlines()[0][:160]}); "
+                    "it keeps nir's schedule")
+                summary["failed"] += 1
+                continue
             used = time.monotonic() - t0
             exhausted = not cut and progress.trials < cap and (task_s is None or used < 0.8 * task_s)
             done.mark(key, {"name": task.task_name, "trials": progress.trials, "seconds": round(used, 1),
@@ -473,6 +485,14 @@ def _tune(program: Program, target: Target, work_dir: pathlib.Path, trials: int 
             log(f"{head}: {progress.trials} trials in {used:.0f} s, {best}" + (", cut at its deadline" if cut else ""))
     summary["seconds"] = round(time.monotonic() - start, 1)
     return summary
+
+
+def _searchable(task: Any) -> bool:
+    """Whether MetaSchedule can measure ``task``: every parameter of its PrimFunc is a buffer. Its
+    argument builder (``ArgInfo``) refuses scalar parameters, as in the dynamic slice of a scan's step
+    (``x[t]`` with the loop counter ``t`` passed in)."""
+    return all(isinstance(p.ty, tvm.tirx.BufferType) for f in task.dispatched[0].functions.values()
+               if isinstance(f, tvm.tirx.PrimFunc) for p in f.params)
 
 
 def _finished(old: dict[str, Any] | None, planned_s: float | None, cap: int) -> bool:

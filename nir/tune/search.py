@@ -48,6 +48,12 @@ __all__ = ["tune_program", "TuneReport", "BackendResult", "TuningError", "backen
 SETUP_SHARE = 0.2   # of a searching backend's time, at most this much goes to layouts and options
 OTHERS_SHARE = 0.3  # of the budget, at most this much goes to backends without a schedule search
 ROUNDS = 7          # samples per candidate when timing side by side (5 for calls slower than 0.2 s)
+# the backends' winners, compared for backend="auto", are timed longer and in more samples: in the
+# 2026-12-03 headline one backend's median in a 0.2 s comparison came out 1.6-2.3x its own figure of a
+# minute before, with no other process busy (so not OtherLoad's to see), and decided softmax (1 thread)
+# and rnn_scan_512 (2 threads) for the slower backend
+FINAL_TIME = 5
+FINAL_ROUNDS = 15
 RETIMES = 2         # times a timing disturbed by other processes is taken again
 RETIME_PAUSE_S = 1.0
 
@@ -134,9 +140,9 @@ class _Bench:
     an RPC tracker's device when ``rpc`` is given (one at a time, by TVM's time_evaluator)."""
 
     def __init__(self, mod: Any, backend: str, target: Target, inputs: Sequence[np.ndarray], rpc: str | None,
-                 min_time_s: float, log: Callable[[str], None] = lambda msg: None) -> None:
+                 min_time_s: float, log: Callable[[str], None] = lambda msg: None, rounds: int | None = None) -> None:
         self.mod, self.backend, self.target, self.inputs = mod, backend, target, inputs
-        self.rpc, self.min_time_s, self.log = rpc, min_time_s, log
+        self.rpc, self.min_time_s, self.log, self._rounds = rpc, min_time_s, log, rounds
         self.build_s = 0.0  # the longest build so far
         self.call_s = 0.0   # the slowest median call so far
 
@@ -181,7 +187,7 @@ class _Bench:
 
     @property
     def rounds(self) -> int:
-        return ROUNDS if self.call_s < 0.2 else 5
+        return self._rounds or (ROUNDS if self.call_s < 0.2 else 5)
 
 
 def tune_program(program: Program, target: str | Target, db: TuningDatabase | str | os.PathLike, *,
@@ -232,7 +238,8 @@ def tune_program(program: Program, target: str | Target, db: TuningDatabase | st
         res.seconds = round(time.monotonic() - t0, 1)
     if len(winners) > 1 and rpc is None:  # the backends' winners side by side: what backend="auto" decides by
         log(f"measuring the winners of {', '.join(winners)} side by side")
-        for b, t in _Bench(None, "", target, inputs, None, min_time_s, log).time(winners).items():
+        final = _Bench(None, "", target, inputs, None, FINAL_TIME * min_time_s, log, rounds=FINAL_ROUNDS)
+        for b, t in final.time(winners).items():
             res = next(r for r in results if r.backend == b)
             res.tuned_ms, res.tuned_min_ms, res.others_cores = t.median_ms, t.min_ms, t.others_cores
             records[b].times_ms.update(tuned=t.median_ms, tuned_min=t.min_ms)

@@ -110,3 +110,17 @@ def test_timings_without_the_machines_counters_are_not_called_disturbed() -> Non
 def test_a_timing_reports_its_median_min_and_load_as_json() -> None:
     t = Timing.of([3.0, 1.0, 2.0], others_cores=0.5)
     assert t.to_json() == {"ms": 2.0, "min_ms": 1.0, "others_cores": 0.5}
+
+
+def test_the_backends_winners_are_compared_in_a_longer_timing_than_each_candidate(tmp_path, monkeypatch) -> None:
+    seen = []
+
+    def spy(built, **kw):
+        seen.append((tuple(built), kw["min_time_s"], kw["rounds"]))
+        return {k: _timing(1.0, 0.0) for k in built}
+    monkeypatch.setattr(search, "measure_interleaved", spy)
+    program = nir.trace(scale, nir.spec(N=64)).program
+    search.tune_program(program, "llvm", tmp_path, backends=["xla", "reference"], min_time_s=0.1)
+    final = [s for s in seen if set(s[0]) == {"xla", "reference"}]
+    assert final == [(("xla", "reference"), search.FINAL_TIME * 0.1, search.FINAL_ROUNDS)]
+    assert all(r < search.FINAL_ROUNDS for names, _, r in seen if set(names) != {"xla", "reference"})
