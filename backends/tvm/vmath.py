@@ -9,9 +9,11 @@ of libm: ``exp`` overflows to inf and underflows through the denormals to 0, NaN
 ``tanh``/``erf``/``sigmoid`` saturate exactly. Error against float64 (measured over [-110, 110],
 denormals, inf and NaN; see tests/backends/tvm/test_vmath.py): at most a few float32 ulps.
 
-Row reductions over a length no 4-float vector divides (ViT's 197 keys) are split into the first
-``n - n % 16`` elements and the rest (`_reduce`): softmax's max and sum, and float32 layer_norm over
-the last axis for such rows only (elsewhere TVM's own layer_norm is kept); the row schedule then
+float32 layer_norm over the last axis is this module's too (`_layer_norm`): TVM's legalization
+multiplies by gamma and adds beta even when ``scale``/``center`` are off (two more loads per element
+of ones and zeros; nir applies the user's affine as ops of their own, fused after it). Row reductions
+over a length no 4-float vector divides (ViT's 197 keys) are split into the first ``n - n % 16``
+elements and the rest (`_reduce`): softmax's max and sum, layer_norm's sums; the row schedule then
 vectorizes the first part, where one reduction over all 197 would be a scalar chain.
 
 * ``exp(x)``: ``x = n ln2 + r`` (ln2 in two parts, Cody-Waite), ``|r| <= ln2/2``; ``e^r`` by its
@@ -159,8 +161,9 @@ def _softmax(x: te.Tensor, axis: int, log: bool) -> te.Tensor:
 
 
 def _layer_norm(x: te.Tensor, gamma: te.Tensor, beta: te.Tensor, eps: float, scale: bool, center: bool) -> te.Tensor:
-    """TVM's layer_norm over the last axis (mean, then the mean of squared deviations), with its sums
-    split as `_reduce` splits them: for rows no 4-float vector divides."""
+    """layer_norm over the last axis as TVM computes it (mean, then the mean of squared deviations), but
+    with ``gamma``/``beta`` applied only where ``scale``/``center`` say, and its sums split as `_reduce`
+    splits them (for rows no 4-float vector divides)."""
     shape = list(x.shape)
     n = int(shape[-1])
     kept = shape[:-1]
@@ -176,13 +179,11 @@ def _layer_norm(x: te.Tensor, gamma: te.Tensor, beta: te.Tensor, eps: float, sca
     return te.compute(shape, out, name="layer_norm")
 
 
-def _splits_rows(call: Call) -> bool:
-    """A float32 layer_norm over the last axis alone, whose rows `_reduce` splits."""
+def _over_last_axis(call: Call) -> bool:
+    """A layer_norm over the last axis alone, of a static length."""
     shape = call.args[0].ty.shape
     axes = [int(a) % len(shape) for a in call.attrs.axes]
-    if axes != [len(shape) - 1] or not isinstance(shape[-1], tirx.IntImm):
-        return False
-    return _splits(int(shape[-1]))
+    return axes == [len(shape) - 1] and isinstance(shape[-1], tirx.IntImm)
 
 
 ELEMENTWISE = {"relax.exp": exp, "relax.tanh": tanh, "relax.sigmoid": sigmoid, "relax.erf": erf}
@@ -197,7 +198,7 @@ class _Rewriter(PyExprMutator):
             return call
         if name in ELEMENTWISE:
             return self.builder_.call_te(_elementwise(ELEMENTWISE[name]), call.args[0])
-        if name == "relax.nn.layer_norm" and _splits_rows(call):
+        if name == "relax.nn.layer_norm" and _over_last_axis(call):
             a = call.attrs
             return self.builder_.call_te(_layer_norm, call.args[0], call.args[1], call.args[2], float(a.epsilon),
                                          bool(a.scale), bool(a.center))
@@ -209,9 +210,9 @@ class _Rewriter(PyExprMutator):
 
 @tvm.transform.module_pass(opt_level=0, name="nir.VectorMath")
 class VectorMath:
-    """Relax pass: float32 exp, tanh, sigmoid, erf, softmax and log_softmax computed by this module's
-    vectorizable forms, and layer_norm over rows no 4-float vector divides with its sums split (for
-    CPU targets; GPUs have fast transcendental instructions)."""
+    """Relax pass: float32 exp, tanh, sigmoid, erf, softmax, log_softmax and layer_norm over the last
+    axis computed by this module's forms (for CPU targets; GPUs have fast transcendental
+    instructions)."""
 
     def transform_module(self, mod: tvm.IRModule, ctx: tvm.transform.PassContext) -> tvm.IRModule:
         rewriter = _Rewriter(mod)

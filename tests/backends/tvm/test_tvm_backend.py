@@ -12,6 +12,7 @@ import importlib
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -530,6 +531,48 @@ def test_tvm_num_threads_set_by_the_user_wins_over_num_cores():
 
 
 # ---------------------------------------------------------------------------------------------
+# outputs' memory between calls
+# ---------------------------------------------------------------------------------------------
+
+def _doubled(rows: int) -> Program:
+    return one("mul", [T({"N": rows, "D": 256}), T({"N": rows, "D": 256})])
+
+
+def test_a_big_output_dropped_by_the_caller_is_reused_by_the_next_call():
+    """The VM's last return value no longer holds a 1 MiB output: the next call gets the same memory
+    (otherwise two buffers take turns, twice the cache footprint)."""
+    program = _doubled(1024)
+    inputs = random_inputs(program, seed=3)
+    exe = backend.build(program, parse_target("llvm"))
+    first = exe(*inputs)[0]
+    address = first.ctypes.data
+    del first
+    assert exe(*inputs)[0].ctypes.data == address
+
+
+def test_a_big_output_the_caller_keeps_is_not_overwritten_by_the_next_call():
+    program = _doubled(1024)
+    inputs = random_inputs(program, seed=4)
+    exe = backend.build(program, parse_target("llvm"))
+    first = exe(*inputs)[0]
+    kept = first.copy()
+    second = exe(*[x * 2 for x in inputs])[0]
+    np.testing.assert_array_equal(first, kept)
+    assert second.ctypes.data != first.ctypes.data
+
+
+def test_an_artifact_without_the_release_function_still_runs(monkeypatch, tmp_path: pathlib.Path):
+    """Artifacts exported before `RELEASE` existed lack it: calls go on without it."""
+    monkeypatch.setattr(build_module, "_with_release", lambda mod: mod)
+    program = _doubled(1024)
+    inputs = random_inputs(program, seed=5)
+    exe = backend.build(program, parse_target("llvm"))
+    for _ in range(2):
+        assert_close(exe(*inputs), reference(program, inputs), "float32")
+    assert exe._release is False
+
+
+# ---------------------------------------------------------------------------------------------
 # export / load, CUDA
 # ---------------------------------------------------------------------------------------------
 
@@ -768,8 +811,9 @@ def _row_op(prim: str, rows: int, d: int) -> Program:
 
 
 # rows no whole vector divides: 1000 (40 = 2.5 AVX-512 vectors), 100 (20), 12 (one part-vector step), 197 (prime:
-# scalar); 24 rows of 1000 run the row loop in parallel, the others below the parallel threshold
-@pytest.mark.parametrize("d", [1000, 100, 12, 197])
+# scalar); 1024 (4 whole vectors); 24 rows of 1000 or 1024 run the row loop in parallel, the others below the
+# parallel threshold
+@pytest.mark.parametrize("d", [1000, 1024, 100, 12, 197])
 @pytest.mark.parametrize("prim", ["softmax", "log_softmax", "layer_norm"])
 def test_row_reductions_over_rows_no_vector_divides_match_the_reference(prim, d):
     exe = check(_row_op(prim, 24, d))
@@ -781,6 +825,39 @@ def test_row_reductions_over_rows_of_whole_quarter_vectors_are_vectorized(prim):
     """Rows of 1000 floats (no 16- or 8-float vector multiple) run as vector steps of 40, not scalar chains."""
     exe = backend.build(_row_op(prim, 24, 1000), parse_target("llvm"))
     assert "T.vectorized" in exe.backend_ir("tir")
+
+
+def _prim_func_text(tir: str, name: str) -> str:
+    """The TVMScript of the one PrimFunc of a module's text whose name contains ``name``."""
+    funcs = tir.split("@T.prim_func")
+    return next(f for f in funcs[1:] if name in re.search(r"def (\w+)\(", f).group(1))
+
+
+def test_layer_norm_reduces_in_passes_over_all_rows_and_softmax_row_by_row():
+    """layer_norm's sum, mean, sum of squares and output each run as a parallel loop over the rows of
+    their own; softmax's exponentials stay a row at a time under one loop (see `row_reduction`)."""
+    norm = backend.build(_row_op("layer_norm", 24, 1024), parse_target("llvm"))
+    assert _prim_func_text(norm.backend_ir("tir"), "layer_norm").count("T.parallel") == 4
+    soft = backend.build(_row_op("softmax", 24, 1024), parse_target("llvm"))
+    assert _prim_func_text(soft.backend_ir("tir"), "softmax").count("T.parallel") == 1
+
+
+@pytest.mark.parametrize("prim,buffer", [("softmax", "softmax_sum"), ("softmax", "softmax_max"),
+                                         ("layer_norm", "layer_norm_var_sum")])
+def test_row_reductions_fold_their_vector_partials_to_four_before_the_scalar_sum(prim, buffer):
+    """A row of 1024 reduces into several vectors of partial results, folded in vector steps down to
+    4 values (`_fold_lanes`; AVX-512: 64, 16, 4; AVX2: 32, 8, 4), not summed as one scalar chain."""
+    tir = backend.build(_row_op(prim, 24, 1024), parse_target("llvm")).backend_ir("tir")
+    assert f"{buffer}_rf_2 = T.sblock_alloc_buffer((T.int64(4)," in tir, tir
+
+
+def test_layer_norm_without_affine_reads_no_gamma_or_beta():
+    """TVM's own layer_norm multiplies by gamma and adds beta even with scale/center off; vmath's (for
+    float32 over the last axis) reads neither: the output block reads the input and the row statistics."""
+    func = _prim_func_text(backend.build(_row_op("layer_norm", 24, 1024), parse_target("llvm")).backend_ir("tir"),
+                           "layer_norm")
+    gamma, beta = re.findall(r"(\w+): T.Buffer", func)[1:3]  # (input, gamma, beta, output)
+    assert f"{gamma}[" not in func and f"{beta}[" not in func, func
 
 
 def test_layer_norm_over_a_prime_row_is_vectorized_up_to_a_scalar_tail():
