@@ -474,16 +474,15 @@ def row_reduction(sch: s_tir.Schedule, target: Target) -> bool | s_tir.Schedule 
     RMSNorm), in parallel over the rows. Each reduction is split into vector-wide partial results
     (`rfactor`) that run vectorized, folded to 4 in vector steps (`_fold_lanes`), then combined;
     elementwise blocks are vectorized (in steps of `_row_vector`; a row no step divides, such as 197, as
-    whole vectors and a scalar tail); epilogues (the user's scale and shift) inlined. Two layouts:
-
-    * where every block but the last makes one value per row (layer_norm: sum, mean, sum of squared
-      deviations), each block is a pass over all rows of its own. A pass is one short dependency chain
-      per row, so the CPU runs ahead into the next rows' loads; with every block under one loop per row,
-      a row's mean, variance and output wait on each other and the loads stall (hand-written kernels
-      on Zen 4, 2048x1024, five runs: 0.62-0.70 ms in passes, 0.66-0.98 row by row; torch.compile,
-      which makes passes too, 0.83-0.93);
-    * otherwise (softmax, whose exponentials feed the sum and the output) every block under one parallel
-      loop over the rows, so that a row of the intermediate stays in L1 rather than going to memory.
+    whole vectors and a scalar tail); epilogues (the user's scale and shift) inlined. The leading blocks
+    that make one value per row (all of layer_norm's but the output: sum, mean, sum of squared
+    deviations; softmax's max) are each a pass over all rows of its own; the rest run under one loop
+    over the rows, so that a row of an intermediate (softmax's exponentials, which feed the sum and the
+    output) stays in L1 rather than going to memory. A pass is one short dependency chain per row, so the
+    CPU runs ahead into the next rows' loads; under one loop per row, a row's mean, variance and output
+    wait on each other and the loads stall (hand-written layer_norm kernels on Zen 4, 2048x1024, five
+    runs: 0.62-0.70 ms in passes, 0.66-0.98 row by row; torch.compile, which makes passes too,
+    0.83-0.93; softmax's max as a pass: 4-7% faster than row by row).
 
     A reduction over a row no step divides stays a scalar chain unless its producer split it (vmath's
     softmax and layer_norm do). Where that does not apply, dlight's CPU reduction rule. (Over outer dims
@@ -516,8 +515,9 @@ def _rows(sch: s_tir.Schedule, target: Target) -> bool:
         return False
     lanes = _lanes(target, "float32")
     parallel = _iterations(sch, infos[-1].block_rv) >= MIN_PARALLEL_WORK
-    # every block but the last writes one value per row (layer_norm; not softmax): a pass each (see above)
-    passes = all(sum(1 for it in b.iters if it.kind == "S") == rows for b in infos[:-1])
+    # the leading blocks that write one value per row (layer_norm's all, softmax's max): a pass each (see above)
+    lead = next((i for i, b in enumerate(infos[:-1]) if sum(1 for it in b.iters if it.kind == "S") != rows),
+                len(infos) - 1)
     partials = {}  # rfactor first: it wants the reduction's loops to lead their nest
     for b in infos:
         inner = sch.get_loops(b.block_rv)[rows:]
@@ -527,20 +527,18 @@ def _rows(sch: s_tir.Schedule, target: Target) -> bool:
             k = sch.fuse(*inner) if len(inner) > 1 else inner[0]
             rf = sch.rfactor(sch.split(k, [None, vec])[1], 0)  # rf[lane] over the row, then over the lanes
             partials[b.name] = [rf] + _fold_lanes(sch, b.block_rv, vec, lanes)
-    row_loops = []
-    if passes:
-        for b in infos:
-            loops = sch.get_loops(b.block_rv)
-            row = sch.fuse(*loops[:rows]) if rows > 1 else loops[0]
-            for rf in reversed(partials.get(b.name, [])):
-                sch.compute_at(rf, row)
-            row_loops.append(row)
-    else:
-        blocks = sch.get_child_blocks(sch.get_sblock("root"))
-        loops = sch.get_loops(blocks[-1])
-        row_loops.append(sch.fuse(*loops[:rows]) if rows > 1 else loops[0])
-        for b in reversed(blocks[:-1]):
-            sch.compute_at(b, row_loops[0])
+    blocks = sch.get_child_blocks(sch.get_sblock("root"))  # in program order: each rfactor block before its own
+    rest = blocks[lead + sum(len(partials.get(b.name, [])) for b in infos[:lead]):]
+    loops = sch.get_loops(rest[-1])
+    row_loops = [sch.fuse(*loops[:rows]) if rows > 1 else loops[0]]
+    for b in reversed(rest[:-1]):
+        sch.compute_at(b, row_loops[0])
+    for b in infos[:lead]:
+        loops = sch.get_loops(b.block_rv)
+        row = sch.fuse(*loops[:rows]) if rows > 1 else loops[0]
+        for rf in reversed(partials.get(b.name, [])):
+            sch.compute_at(rf, row)
+        row_loops.append(row)
     for row in row_loops:
         if parallel:
             sch.parallel(row)  # (before decompose_reduction, which leaves blocks parallel refuses)
