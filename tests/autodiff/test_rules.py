@@ -78,6 +78,13 @@ def test_max_pool_sends_a_tied_windows_cotangent_to_its_first_maximum() -> None:
     np.testing.assert_array_equal(g.numpy(), [[[1, 0], [0, 0]]])
 
 
+def test_max_pool_with_overlapping_windows_sends_a_tie_to_each_windows_first_maximum() -> None:
+    """Stride 1: the two windows of a row of ties each pick their own first element."""
+    x = nir.tensor(np.ones((1, 1, 3)), names=("C", "H", "W"), dtype="float64")
+    g = nir.grad(lambda x: nir.max_pool2d(x, (1, 2), stride=1).sum())(x)
+    np.testing.assert_array_equal(g.numpy(), [[[1, 1, 0]]])
+
+
 def test_reduce_prod_gradient_is_exact_with_zeros() -> None:
     x = nir.tensor([[2.0, 0.0, 3.0], [0.0, 0.0, 5.0], [1.0, 2.0, 4.0]], names=("N", "C"), dtype="float64")
     g = nir.grad(lambda x: x.prod("C").sum())(x)
