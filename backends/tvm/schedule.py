@@ -193,9 +193,33 @@ def _iterations(sch: s_tir.Schedule, block: s_tir.schedule.SBlockRV) -> int:
     return math.prod(_extent(sch, lp) for lp in sch.get_loops(block))
 
 
+def _contiguous_tail(sch: s_tir.Schedule, info: SBlockInfo, m: int) -> bool:
+    """Whether the block's last ``m`` loops can be fused into one vectorized loop: every buffer it reads
+    or writes either does not depend on them (a scalar, a per-row value) or is indexed by exactly those
+    iterators in its last ``m`` dims, over the whole of each. Then the fused loop walks each such buffer
+    contiguously (a broadcast or a strided read would become a gather)."""
+    tail = [it.var for it in info.iters[-m:]]
+    extents = [int(it.dom) for it in info.iters[-m:]]
+    stmt = sch.get(info.block_rv)
+    for region in list(stmt.reads) + list(stmt.writes):
+        dims = region.region
+        uses = [any(v.same_as(t) for v in tirx.analysis.undefined_vars(d.min) for t in tail) for d in dims]
+        if not any(uses):
+            continue
+        if len(dims) < m or any(uses[:-m]):
+            return False
+        for d, var, size, dim in zip(dims[-m:], tail, extents, region.source.shape[-m:]):
+            if not (isinstance(d.min, tirx.Var) and d.min.same_as(var) and int(d.extent) == 1
+                    and isinstance(dim, tirx.IntImm) and int(dim) == size):
+                return False
+    return True
+
+
 def _parallel_vectorize(sch: s_tir.Schedule, info: SBlockInfo, target: Target) -> None:
-    """Vectorize the innermost loop of an elementwise block; fuse the leading spatial loops (the
-    others of an elementwise block) and run them in parallel when there is enough work."""
+    """Vectorize the innermost loop of an elementwise block (fused with the loops outside it while no vector
+    step divides it and the fused loop walks every buffer contiguously, `_contiguous_tail`); fuse the
+    leading spatial loops (the others of an elementwise block) and run them in parallel when there is
+    enough work."""
     loops = sch.get_loops(info.block_rv)
     if not loops:
         return
@@ -204,8 +228,15 @@ def _parallel_vectorize(sch: s_tir.Schedule, info: SBlockInfo, target: Target) -
     lead = len(kinds) - len(kinds.lstrip("S"))
     if _elementwise(sch, info):
         lanes = _lanes(target, _write_dtype(sch, info.block_rv))
+        steps = [lanes * 4, lanes * 2, lanes, lanes // 2]
         n = _extent(sch, loops[-1])
-        vec = _divisor(n, [lanes * 4, lanes * 2, lanes, lanes // 2])
+        vec, tail = _divisor(n, steps), 1
+        while vec is None and tail < len(loops) and _contiguous_tail(sch, info, tail + 1):
+            tail += 1  # rows of 28 (or 14, 7): no vector divides them, but 28 x 28 = 49 vectors
+            n *= _extent(sch, loops[-tail])
+            vec = _divisor(n, steps)
+        if vec is not None and tail > 1:
+            loops = loops[:-tail] + [sch.fuse(*loops[-tail:])]
         if vec is not None and vec < n:
             rest, inner = sch.split(loops[-1], [None, vec])
             loops = loops[:-1] + [rest]

@@ -804,6 +804,23 @@ def test_avx2_builds_of_the_default_schedules_match_the_reference(name):
     assert rule in exe.schedules.values(), exe.schedules
 
 
+def test_elementwise_rows_no_vector_divides_are_vectorized_across_rows():
+    """Rows of 28 (no multiple of 8 or 16 floats; 28 x 28 is 49 vectors of 16): the row loops are fused
+    and vectorized, and the result is the reference's."""
+    program = one("relu", [T({"N": 64, "C": 6, "H": 28, "W": 28})])
+    exe = check(program)
+    assert "T.vectorized" in exe.backend_ir("tir"), exe.backend_ir("tir")
+
+
+def test_elementwise_rows_with_a_broadcast_operand_are_not_fused_into_a_gather():
+    """A {W} operand read across fused rows would be a gather: those loops stay apart (and correct)."""
+    b = Builder()
+    x, w = b.input(T({"N": 64, "H": 28, "W": 28})), b.input(T({"W": 28}))
+    program = b.build([b.add("add", [x, b.add("align", [w], dims=(("N", 64), ("H", 28), ("W", 28)))])])
+    exe = check(program)
+    assert not re.search(r"ax\d_ax\d_fused_1 in T.vectorized", exe.backend_ir("tir")), exe.backend_ir("tir")
+
+
 def _row_op(prim: str, rows: int, d: int) -> Program:
     if prim in ("softmax", "log_softmax"):
         return one(prim, [T({"B": rows, "D": d})], dim="D")
