@@ -188,6 +188,11 @@ def _inline_all(sch: s_tir.Schedule, keep: Sequence[SBlockInfo] = (), keep_pads:
     return normalize_prim_func(sch) or []
 
 
+def _one_loop(sch: s_tir.Schedule, loops: Sequence[s_tir.schedule.LoopRV]) -> s_tir.schedule.LoopRV:
+    """``loops`` (adjacent, outermost first) fused into one; a single loop as it is."""
+    return sch.fuse(*loops) if len(loops) > 1 else loops[0]
+
+
 def _iterations(sch: s_tir.Schedule, block: s_tir.schedule.SBlockRV) -> int:
     """How many times the block's body runs."""
     return math.prod(_extent(sch, lp) for lp in sch.get_loops(block))
@@ -247,7 +252,7 @@ def _parallel_vectorize(sch: s_tir.Schedule, info: SBlockInfo, target: Target) -
             loops = loops[:-1]
         lead = len(loops)
     if big and lead > 0:
-        sch.parallel(sch.fuse(*loops[:lead]) if lead > 1 else loops[0])
+        sch.parallel(_one_loop(sch, loops[:lead]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -345,7 +350,7 @@ def contraction(sch: s_tir.Schedule, target: Target) -> bool:
             par, rows = par + [t_p], [t_o]
     order = par + blocked[:1] + rows + red + ([t_i] if ti > 1 else []) + [v_n, v_l]
     sch.reorder(*order)
-    fused = sch.fuse(*par) if len(par) > 1 else par[0]
+    fused = _one_loop(sch, par)
     if _iterations(sch, block) >= MIN_PARALLEL_WORK:
         sch.parallel(fused)
     sch.vectorize(v_l)
@@ -555,18 +560,18 @@ def _rows(sch: s_tir.Schedule, target: Target) -> bool:
         n = math.prod(_extent(sch, lp) for lp in inner)
         vec = _row_vector(n, lanes) if _write_dtype(sch, b.block_rv) == "float32" else None
         if b.is_reduction() and vec is not None and vec < n:
-            k = sch.fuse(*inner) if len(inner) > 1 else inner[0]
+            k = _one_loop(sch, inner)
             rf = sch.rfactor(sch.split(k, [None, vec])[1], 0)  # rf[lane] over the row, then over the lanes
             partials[b.name] = [rf] + _fold_lanes(sch, b.block_rv, vec, lanes)
     blocks = sch.get_child_blocks(sch.get_sblock("root"))  # in program order: each rfactor block before its own
     rest = blocks[lead + sum(len(partials.get(b.name, [])) for b in infos[:lead]):]
     loops = sch.get_loops(rest[-1])
-    row_loops = [sch.fuse(*loops[:rows]) if rows > 1 else loops[0]]
+    row_loops = [_one_loop(sch, loops[:rows])]
     for b in reversed(rest[:-1]):
         sch.compute_at(b, row_loops[0])
     for b in infos[:lead]:
         loops = sch.get_loops(b.block_rv)
-        row = sch.fuse(*loops[:rows]) if rows > 1 else loops[0]
+        row = _one_loop(sch, loops[:rows])
         for rf in reversed(partials.get(b.name, [])):
             sch.compute_at(rf, row)
         row_loops.append(row)
@@ -577,7 +582,7 @@ def _rows(sch: s_tir.Schedule, target: Target) -> bool:
         inner = sch.get_loops(block)[1:]
         if not inner or sch.get(block).init is not None or _write_dtype(sch, block) != "float32":
             continue
-        k = sch.fuse(*inner) if len(inner) > 1 else inner[0]
+        k = _one_loop(sch, inner)
         n = _extent(sch, k)
         vec = _row_vector(n, lanes)
         if vec is None and n > lanes:  # no step divides the row (197): whole vectors, then a scalar tail
@@ -644,7 +649,7 @@ def column_reduction(sch: s_tir.Schedule, target: Target) -> bool:
         inner = spatial[-1]
     sch.reorder(*outer, *reduce, inner)
     if outer and _iterations(sch, info.block_rv) >= MIN_PARALLEL_WORK:
-        sch.parallel(sch.fuse(*outer) if len(outer) > 1 else outer[0])
+        sch.parallel(_one_loop(sch, outer))
     sch.vectorize(inner)
     sch.decompose_reduction(info.block_rv, reduce[0])
     return True
