@@ -522,23 +522,19 @@ def _cumulative(fn: Callable[..., relax.Expr]) -> Lowering:
     return lower
 
 
-def _filled(shape: Sequence[int], value: float, dtype: str) -> relax.Expr:
-    """A constant-filled tensor as a broadcast 0-d constant (R.full cannot legalize inf or NaN)."""
-    fill = relax.const(np.asarray(value, dtype=numpy_dtype(dtype)), dtype)
-    return R.broadcast_to(R.reshape(fill, [1] * len(shape)), list(shape))
-
-
 def _pad(eqn: Eqn, x: Named) -> Named:
-    """Interior padding by interleaving with a filled block and reshaping; edge padding with R.nn.pad;
-    negative (cropping) edges with strided_slice."""
-    value, dtype = eqn.kwargs["value"], x.dtype
+    """Interior padding as an edge pad of a new unit dim after ``dim`` (``interior`` values after each
+    element), merged into ``dim`` by a reshape; edge padding with R.nn.pad; negative (cropping) edges with
+    strided_slice. (Not a concatenation with a filled tensor: TVM's FoldConstant folds a broadcast fill
+    into a constant of the full size, which the fused kernel then reads.)"""
+    value = eqn.kwargs["value"]
     for dim, low, high, interior in eqn.kwargs["pads"]:
         ax = x.names.index(dim)
         n = x.shape[ax]
         if interior and n > 1:
-            fill_shape = list(x.shape)
-            fill_shape.insert(ax + 1, interior)
-            pairs = R.concat([R.expand_dims(x.expr, [ax + 1]), _filled(fill_shape, value, dtype)], axis=ax + 1)
+            after = [0] * (2 * (len(x.names) + 1))
+            after[2 * (ax + 1) + 1] = interior
+            pairs = R.nn.pad(R.expand_dims(x.expr, [ax + 1]), after, pad_value=float(value))
             merged = list(x.shape)
             merged[ax] = n * (interior + 1)
             spread = bind(R.reshape(pairs, merged), x.names)

@@ -72,6 +72,19 @@ def test_tiled_max_pool_gradient_matches_the_reference(backend: str) -> None:
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_max_pool_gradient_over_many_planes_matches_the_reference(backend: str) -> None:
+    """LeNet's first pooling (2x2 over 28x28) on 24 planes: enough work for TVM's parallel loops, whose fused
+    index TVM 0.27 flattened a plane off once the gradient read the pooled tensors at ``(h - 1) // 2``."""
+    def loss(x, ct):
+        return (nir.max_pool2d(x.relu(), 2) * ct).sum()
+    nir.manual_seed(6)
+    x, ct = nir.randn(4, 6, 28, 28, names=("N", "C", "H", "W")), nir.randn(4, 6, 14, 14, names=("N", "C", "H", "W"))
+    want = nir.grad(loss)(x, ct)
+    got = nir.compile(nir.grad(loss), backend=backend)(x, ct)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_max_pool_gradient_of_a_fused_producer(backend: str) -> None:
     """Found by `nir fuzz --grad` (XLA): the max-pool VJP compared the input with the pooled result, which
     XLA computed from a differently fused layer norm, so no element matched and the gradient vanished."""

@@ -821,6 +821,31 @@ def test_elementwise_rows_with_a_broadcast_operand_are_not_fused_into_a_gather()
     assert not re.search(r"ax\d_ax\d_fused_1 in T.vectorized", exe.backend_ir("tir")), exe.backend_ir("tir")
 
 
+# interior padding (the spread of a strided window's gradient) with an edge: out[h] = x[(h - 1) // 2] where
+# 1 <= h and h - 1 is even; 4 x 6 x 28 x 28 outputs, enough for a parallel loop
+_SPREAD = one("pad", [T({"N": 4, "C": 6, "H": 14, "W": 14})], pads=(("H", 1, 0, 1), ("W", 0, 1, 1)), value=0.0)
+
+
+def test_reads_by_a_divided_index_match_the_reference_in_parallel_loops():
+    """TVM 0.27 flattens ``x[n, c, (h - 1) // 2, ...]`` wrongly when h comes out of a fused loop (a whole
+    plane off): the loops are not fused past h, and the result is the reference's."""
+    check(_SPREAD)
+
+
+def test_loops_read_by_half_their_index_are_split_by_two_and_unrolled():
+    """``h // 2`` and ``h % 2`` of h = 2 * ho + a with a unrolled: constant offsets, no conditions left."""
+    tir = check(_SPREAD).backend_ir("tir")
+    assert len(re.findall(r"in T.unroll\(T.int64\(2\)\)", tir)) == 2, tir
+    assert "T.parallel(T.int64(24))" in tir, tir  # N x C, not fused with H
+
+
+def test_interior_pads_read_nothing_but_their_input():
+    """The filler between elements is the pad's value in the kernel, not a constant tensor of the output's
+    size (which TVM's FoldConstant made of a broadcast fill): the kernel reads one buffer, writes one."""
+    tir = check(_SPREAD).backend_ir("tir")
+    assert len(re.findall(r"T.Buffer\(\(T.int64", tir)) == 2, tir
+
+
 def _row_op(prim: str, rows: int, d: int) -> Program:
     if prim in ("softmax", "log_softmax"):
         return one(prim, [T({"B": rows, "D": d})], dim="D")
