@@ -239,8 +239,9 @@ def _parallel_vectorize(sch: s_tir.Schedule, info: SBlockInfo, target: Target) -
 
 
 def _strided(sch: s_tir.Schedule, info: SBlockInfo) -> dict[int, int]:
-    """The block's iterators that its body uses under floordiv and floormod only as ``v // k`` and
-    ``v % k`` (of ``v`` plus or minus a constant), with one k of 2-4 dividing v's extent: position -> k.
+    """The block's innermost two iterators that its body uses under floordiv and floormod only as
+    ``v // k`` and ``v % k`` (of ``v`` plus or minus a constant), with one k of 2-4 dividing v's extent:
+    position -> k.
 
     The gradients of strided windows (a max-pool's, through interior pads) read the pooled tensors at
     ``h // 2`` and choose by ``h % 2``; split as ``h = 2 * ho + a`` with ``a`` unrolled, each copy of
@@ -255,8 +256,9 @@ def _strided(sch: s_tir.Schedule, info: SBlockInfo) -> dict[int, int]:
             if any(it.var.same_as(v) for v in tirx.analysis.undefined_vars(e.a)):
                 k = int(e.b) if isinstance(e.b, tirx.IntImm) and _shifted(e.a, it.var) else 0
                 found.setdefault(i, set()).add(k)
+    inner = len(info.iters) - 2  # only the innermost two loops: an outer one unrolled copies whole loop nests
     return {i: k for i, ks in found.items() for k in ks
-            if len(ks) == 1 and 2 <= k <= 4 and int(info.iters[i].dom) % k == 0}
+            if i >= inner and len(ks) == 1 and 2 <= k <= 4 and int(info.iters[i].dom) % k == 0}
 
 
 def _shifted(expr: object, var: tirx.Var) -> bool:
