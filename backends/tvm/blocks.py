@@ -192,8 +192,8 @@ def _parallel_vectorize(sch: s_tir.Schedule, info: SBlockInfo, target: Target) -
     """Vectorize the innermost loop of an elementwise block (fused with the loops outside it while no vector
     step divides it and the fused loop walks every buffer contiguously, `_contiguous_tail`); fuse the
     leading spatial loops (the others of an elementwise block) and run them in parallel when there is
-    enough work. Loops of an elementwise block that reads by ``h // 2`` and ``h % 2`` are split by 2
-    (`_strided`)."""
+    enough work, but not past a loop the block divides (`_first_divided`: a TVM bug). The innermost loops
+    of an elementwise block that reads by ``h // 2`` and ``h % 2`` are split by 2 and unrolled (`_strided`)."""
     loops = sch.get_loops(info.block_rv)
     if not loops:
         return
