@@ -18,7 +18,6 @@ MIN_PARALLEL_WORK = 16384
 MIN_PARALLEL_TASKS = 8
 
 
-
 # x86 vector widths by the widest vector extension the target has (TVM 0.27's llvm_get_vector_width
 # answers 512 for every x86 CPU, AVX2-only and SSE-only ones included)
 _X86_VECTOR_BITS = (("avx512f", 512), ("avx", 256), ("sse2", 128))
@@ -203,7 +202,6 @@ def _parallel_vectorize(sch: s_tir.Schedule, info: SBlockInfo, target: Target) -
     lead = len(kinds) - len(kinds.lstrip("S"))
     strided: dict[int, int] = {}
     if _elementwise(sch, info):
-        strided = _strided(sch, info)
         lanes = _lanes(target, _write_dtype(sch, info.block_rv))
         steps = [lanes * 4, lanes * 2, lanes, lanes // 2]
         n = _extent(sch, loops[-1])
@@ -212,8 +210,8 @@ def _parallel_vectorize(sch: s_tir.Schedule, info: SBlockInfo, target: Target) -
             tail += 1  # rows of 28 (or 14, 7): no vector divides them, but 28 x 28 = 49 vectors
             n *= _extent(sch, loops[-tail])
             vec = _divisor(n, steps)
-        if vec is not None:
-            strided = {}  # the innermost loops are vectorized
+        if vec is None:  # (vectorized, the innermost loops are not split)
+            strided = _strided(sch, info)
         if vec is not None and tail > 1:
             loops = loops[:-tail] + [sch.fuse(*loops[-tail:])]
         if vec is not None and vec < n:
@@ -247,11 +245,8 @@ def _strided(sch: s_tir.Schedule, info: SBlockInfo) -> dict[int, int]:
     ``h // 2`` and choose by ``h % 2``; split as ``h = 2 * ho + a`` with ``a`` unrolled, each copy of
     the body has constant offsets, its conditions fold away and its index is ``ho`` (the gradient of
     LeNet-5's first max-pool, 128x6x28x28: from 18% of its training step's profile to 13%)."""
-    stmt = sch.get(info.block_rv)
     found: dict[int, set[int]] = {}
-    for e in _walk(stmt.body):
-        if not isinstance(e, (tirx.FloorDiv, tirx.FloorMod)):
-            continue
+    for e in _divisions(sch, info):
         for i, it in enumerate(info.iters):
             if any(it.var.same_as(v) for v in tirx.analysis.undefined_vars(e.a)):
                 k = int(e.b) if isinstance(e.b, tirx.IntImm) and _shifted(e.a, it.var) else 0
@@ -259,6 +254,11 @@ def _strided(sch: s_tir.Schedule, info: SBlockInfo) -> dict[int, int]:
     inner = len(info.iters) - 2  # only the innermost two loops: an outer one unrolled copies whole loop nests
     return {i: k for i, ks in found.items() for k in ks
             if i >= inner and len(ks) == 1 and 2 <= k <= 4 and int(info.iters[i].dom) % k == 0}
+
+
+def _divisions(sch: s_tir.Schedule, info: SBlockInfo) -> list:
+    """The floordiv and floormod nodes of the block's body (its indices, conditions and value)."""
+    return [e for e in _walk(sch.get(info.block_rv).body) if isinstance(e, (tirx.FloorDiv, tirx.FloorMod))]
 
 
 def _shifted(expr: object, var: tirx.Var) -> bool:
@@ -278,11 +278,7 @@ def _first_divided(sch: s_tir.Schedule, info: SBlockInfo) -> int:
     became ``A[(fused + 1) // 2 * 14 + w // 2 - 210]``, off by a whole 14 x 14 plane: a wrong answer, and
     a read before the buffer for the first plane). Kept apart, ``h`` stays a loop variable and the index
     comes out right."""
-    stmt = sch.get(info.block_rv)
-    used: list[tirx.Var] = []
-    for e in _walk(stmt.body):
-        if isinstance(e, (tirx.FloorDiv, tirx.FloorMod)):
-            used.extend(tirx.analysis.undefined_vars(e))
+    used = [v for e in _divisions(sch, info) for v in tirx.analysis.undefined_vars(e)]
     return next((i for i, it in enumerate(info.iters) if any(it.var.same_as(v) for v in used)), len(info.iters))
 
 

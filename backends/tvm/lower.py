@@ -522,6 +522,13 @@ def _cumulative(fn: Callable[..., relax.Expr]) -> Lowering:
     return lower
 
 
+def _edge_pad(expr: relax.Expr, rank: int, ax: int, low: int, high: int, value: float) -> relax.Expr:
+    """R.nn.pad of axis ``ax`` alone (of a rank-``rank`` tensor) by ``low`` and ``high`` values."""
+    width = [0] * (2 * rank)
+    width[2 * ax], width[2 * ax + 1] = low, high
+    return R.nn.pad(expr, width, pad_value=float(value))
+
+
 def _pad(eqn: Eqn, x: Named) -> Named:
     """Interior padding as an edge pad of a new unit dim after ``dim`` (``interior`` values after each
     element), merged into ``dim`` by a reshape; edge padding with R.nn.pad; negative (cropping) edges with
@@ -532,17 +539,13 @@ def _pad(eqn: Eqn, x: Named) -> Named:
         ax = x.names.index(dim)
         n = x.shape[ax]
         if interior and n > 1:
-            after = [0] * (2 * (len(x.names) + 1))
-            after[2 * (ax + 1) + 1] = interior
-            pairs = R.nn.pad(R.expand_dims(x.expr, [ax + 1]), after, pad_value=float(value))
+            pairs = _edge_pad(R.expand_dims(x.expr, [ax + 1]), len(x.names) + 1, ax + 1, 0, interior, value)
             merged = list(x.shape)
             merged[ax] = n * (interior + 1)
             spread = bind(R.reshape(pairs, merged), x.names)
             x = bind(R.strided_slice(spread.expr, [ax], [0], [(n - 1) * (interior + 1) + 1]), x.names)
         if low > 0 or high > 0:
-            width = [0] * (2 * len(x.names))
-            width[2 * ax], width[2 * ax + 1] = max(low, 0), max(high, 0)
-            x = bind(R.nn.pad(x.expr, width, pad_value=float(value)), x.names)
+            x = bind(_edge_pad(x.expr, len(x.names), ax, max(low, 0), max(high, 0), value), x.names)
         if low < 0 or high < 0:
             x = bind(R.strided_slice(x.expr, [ax], [max(-low, 0)], [x.shape[ax] - max(-high, 0)]), x.names)
     return x
