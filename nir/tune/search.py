@@ -6,9 +6,11 @@ Every figure is the time of the call a user makes (`measure.user_call`: `nir.com
 called with NamedTensors, outputs complete), candidates measured round-robin within each stage, and the
 winners of all backends measured round-robin once more at the end so that `backend="auto"` compares
 figures taken side by side. Decisions use the median (`measure.STATISTIC`); the minimum is kept too.
-A timing during which other processes took CPU (`measure.OtherLoad`: a kernel with a thread per core
-then runs several times slower than on a quiet machine) is taken again, up to `RETIMES` times, and the
-least disturbed one kept; what other processes used is reported per backend (``others_cores``), with
+Every candidate built on this machine is run once and checked against the program's float64 answer
+(`nir.precision`) before it is timed: one that computes a wrong answer is recorded with the error and
+never kept (`WrongAnswer`). A timing during which other processes took CPU (`measure.OtherLoad`: a
+kernel with a thread per core then runs several times slower than on a quiet machine) is taken again,
+up to `RETIMES` times, and the least disturbed one kept; what other processes used is reported per backend (``others_cores``), with
 a warning when it stayed above `measure.BUSY_CORES`.
 
 Budget: ``trials`` (schedule-search trials per backend) or ``minutes`` (wall-clock for the whole program:
@@ -37,13 +39,15 @@ import numpy as np
 
 from .. import backends as _backends
 from ..ir import Program, verify
+from ..precision import Expected, expected, mismatch
 from ..target import Target, parse_target
 from ..testing import random_inputs
 from .database import TuningDatabase, TuningRecord, signature_of
-from .measure import STATISTIC, Timing, busy, measure_interleaved, others_cores, user_call
+from .measure import STATISTIC, Timing, busy, measure_interleaved, others_cores, user_call, wait
 from .space import apply_layouts, layout_candidates
 
-__all__ = ["tune_program", "TuneReport", "BackendResult", "TuningError", "backend_version", "config_for"]
+__all__ = ["tune_program", "TuneReport", "BackendResult", "TuningError", "WrongAnswer", "backend_version",
+           "config_for"]
 
 SETUP_SHARE = 0.2   # of a searching backend's time, at most this much goes to layouts and options
 OTHERS_SHARE = 0.3  # of the budget, at most this much goes to backends without a schedule search
@@ -60,6 +64,44 @@ RETIME_PAUSE_S = 1.0
 
 class TuningError(RuntimeError):
     """Tuning cannot run as asked (no device to measure on, nothing installed that serves the target)."""
+
+
+class WrongAnswer(TuningError):
+    """A candidate build's outputs differ from the program's answer (`nir.precision`): it is never kept."""
+
+
+class _Answer:
+    """The program's float64 answer on the tuner's inputs and the tolerance its conditioning allows
+    (`nir.precision.expected`, the noise from the run at the program's own dtype), computed on first use;
+    `check` refuses a build whose outputs differ.
+
+    A schedule can compile and run fast and still be wrong: TVM 0.27's FlattenBuffer mis-flattens some
+    loads under fused loops (docs/performance.md), and MetaSchedule fuses loops freely."""
+
+    def __init__(self, program: Program, inputs: Sequence[np.ndarray]) -> None:
+        self.program, self.inputs = program, inputs
+        self._exp: Expected | None = None
+
+    def check(self, call: Callable[[], Any], what: str) -> None:
+        """Run ``call`` once; raise `WrongAnswer` naming ``what`` when its outputs differ from the answer."""
+        if self._exp is None:
+            self._exp = expected(self.program, self.inputs, noise_runs=0)  # each run of a zoo model: seconds
+        outs = wait(call())
+        outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
+        got = [_logical(t, v.type.user_names) for t, v in zip(outs, self.program.outputs)]
+        problem = mismatch(got + outs[len(got):], self._exp)
+        if problem is not None:
+            raise WrongAnswer(f"{what} computes a wrong answer on the tuner's random inputs ({problem}); it is "
+                              "not kept. Report it with the program (`nir.text`) and the target")
+
+
+def _logical(t: Any, names: Sequence[str | None]) -> np.ndarray:
+    """A compiled call's output as numpy in the program's dim order ``names``."""
+    data = np.asarray(t.numpy() if hasattr(t, "numpy") else t)
+    have = tuple(getattr(t, "names", names))
+    if have == tuple(names) or None in have:
+        return data
+    return data.transpose([have.index(n) for n in names])
 
 
 def backend_version(name: str) -> str:
@@ -140,18 +182,24 @@ class _Bench:
     an RPC tracker's device when ``rpc`` is given (one at a time, by TVM's time_evaluator)."""
 
     def __init__(self, mod: Any, backend: str, target: Target, inputs: Sequence[np.ndarray], rpc: str | None,
-                 min_time_s: float, log: Callable[[str], None] = lambda msg: None, rounds: int | None = None) -> None:
+                 min_time_s: float, log: Callable[[str], None] = lambda msg: None, rounds: int | None = None,
+                 answer: _Answer | None = None) -> None:
         self.mod, self.backend, self.target, self.inputs = mod, backend, target, inputs
+        self.answer = answer  # every local build is checked against it before it can be timed
         self.rpc, self.min_time_s, self.log, self._rounds = rpc, min_time_s, log, rounds
         self.build_s = 0.0  # the longest build so far
         self.call_s = 0.0   # the slowest median call so far
 
-    def build(self, program: Program, options: dict[str, Any]) -> Any:
+    def build(self, program: Program, options: dict[str, Any], what: str) -> Any:
+        """``program`` built with ``options``; on this machine, also run once and checked against the
+        answer (`WrongAnswer` if it differs). ``what`` names the candidate in errors."""
         t0 = time.perf_counter()
         if self.rpc is not None and hasattr(self.mod, "measure_remote"):
             built = self.mod.build(program, self.target, **options)
         else:
             built = user_call(program, self.target, self.backend, self.inputs, **options)
+            if self.answer is not None:
+                self.answer.check(built, f"{self.backend}'s {what} build")
         self.build_s = max(self.build_s, time.perf_counter() - t0)
         return built
 
@@ -215,6 +263,7 @@ def tune_program(program: Program, target: str | Target, db: TuningDatabase | st
     names.sort(key=_searches)  # backends without a schedule search first: the searches take what is left
     clock = _Clock(None if minutes is None else minutes * 60)
     inputs = random_inputs(program, seed=seed)
+    answer = _Answer(program, inputs)
     results, winners, records = [], {}, {}
     for k, b in enumerate(names):
         res = BackendResult(b)
@@ -225,7 +274,7 @@ def tune_program(program: Program, target: str | Target, db: TuningDatabase | st
             if not mod.serves(target):
                 raise TuningError(f"backend {b!r} cannot serve target {str(target)!r}")
             own = _share(clock.left(), names[k:])
-            bench = _Bench(mod, b, target, inputs, rpc, min_time_s, log)
+            bench = _Bench(mod, b, target, inputs, rpc, min_time_s, log, answer=answer)
             winners[b] = _tune_backend(mod, b, program, target, db, res, bench, trials, own, seed, log)
             records[b] = _record(program, target, b, res)
             res.record_path = str(db.put(records[b]))
@@ -295,7 +344,7 @@ def _tune_backend(mod: Any, b: str, program: Program, target: Target, db: Tuning
     clock = _Clock(seconds)
     setup = _Clock(None if seconds is None else seconds * (SETUP_SHARE if hasattr(mod, "tune") else 1.0))
     log(f"[{b}] building the untuned program" + ("" if seconds is None else f" (budget {seconds:.0f} s)"))
-    untuned = bench.build(program, {})
+    untuned = bench.build(program, {}, "untuned")
     best: dict[str, Any] = {"label": "logical", "layout": "logical", "layouts": {}, "options": {}, "built": untuned}
 
     def stage(cands: dict[str, tuple[Program, dict[str, Any], dict[str, Any]]], what: str) -> None:
@@ -307,7 +356,7 @@ def _tune_backend(mod: Any, b: str, program: Program, target: Target, db: Tuning
                 continue
             log(f"[{b}] {what} {label}")
             try:
-                built[label] = bench.build(p, opts)
+                built[label] = bench.build(p, opts, f"{what} {label}")
             except Exception as e:  # noqa: BLE001 - a candidate that fails to build is recorded, not fatal
                 res.candidates.append(_entry(cands[label][2]["layout"], opts, None, error=f"{type(e).__name__}: {e}"))
         if len(built) == 1:
@@ -341,9 +390,13 @@ def _tune_backend(mod: Any, b: str, program: Program, target: Target, db: Tuning
         res.search = mod.tune(laid_out, target, work_dir=work_dir, trials=trials, seconds=search_s, rpc=bench.rpc,
                               seed=seed, inputs=bench.inputs, executable=getattr(best["built"], "executable", None),
                               log=log)
-        final["searched"] = bench.build(laid_out, {**best["options"], "tuning_db": str(work_dir)})
         search_entry = {"schedules": "searched", "search_s": round(time.perf_counter() - t0, 1)}
-        state = os.path.relpath(work_dir, db.path)
+        try:
+            final["searched"] = bench.build(laid_out, {**best["options"], "tuning_db": str(work_dir)}, "searched")
+            state = os.path.relpath(work_dir, db.path)
+        except WrongAnswer as e:
+            log(f"[{b}] {e}")
+            res.candidates.append(_entry(best["layout"], best["options"], None, **search_entry, error=str(e)))
     log(f"[{b}] measuring {', '.join(final)} side by side")
     times = bench.time(final)
     if "searched" in times:

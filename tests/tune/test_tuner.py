@@ -253,3 +253,40 @@ def test_cli_tunes_a_traced_program_by_name(tmp_path, capsys, monkeypatch) -> No
     assert tune_main(["m4:traced", "--db", str(tmp_path / "db"), "--backends", "reference", "--trials", "0",
                       "--json", "--quiet"]) == 0
     assert json.loads(capsys.readouterr().out)["winner"] == "reference"
+
+
+def _wrong_when(monkeypatch, wrong) -> None:
+    """Make the tuner's builds of programs for which ``wrong(program)`` holds return outputs 1% off."""
+    from nir.tune import search
+    build = search.user_call
+
+    def user_call(program, *args, **options):
+        call = build(program, *args, **options)
+        if not wrong(program):
+            return call
+        return lambda: [nir.tensor(t.numpy() * 1.01, names=t.names) for t in [call()]]
+    monkeypatch.setattr(search, "user_call", user_call)
+
+
+def test_a_layout_candidate_that_computes_a_wrong_answer_is_not_kept(tmp_path, monkeypatch) -> None:
+    logical = conv_program().text
+    _wrong_when(monkeypatch, lambda p: p.text != logical)
+    report = tune_program(conv_program(), "llvm", tmp_path, backends=["reference"], trials=0, min_time_s=0.01)
+    (res,) = report.results
+    refused = [c for c in res.candidates if "wrong answer" in c.get("error", "")]
+    assert res.error is None and res.layout == "logical"
+    assert len(refused) == len(layout_candidates(conv_program())) - 1 and "ms" not in refused[0]
+
+
+def test_a_backend_whose_untuned_build_computes_a_wrong_answer_gets_no_record(tmp_path, monkeypatch) -> None:
+    _wrong_when(monkeypatch, lambda p: True)
+    report = tune_program(conv_program(), "llvm", tmp_path, backends=["reference"], trials=0, min_time_s=0.01)
+    (res,) = report.results
+    assert "WrongAnswer" in res.error and "untuned build computes a wrong answer" in res.error
+    assert res.record_path is None and not TuningDatabase(tmp_path).records()
+
+
+def test_layout_candidates_that_compute_the_right_answer_are_all_timed(tmp_path) -> None:
+    report = tune_program(conv_program(), "llvm", tmp_path, backends=["reference"], trials=0, min_time_s=0.01)
+    (res,) = report.results
+    assert res.candidates and all("error" not in c and c["ms"] > 0 for c in res.candidates), res.candidates
