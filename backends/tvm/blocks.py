@@ -160,6 +160,19 @@ def _one_loop(sch: s_tir.Schedule, loops: Sequence[s_tir.schedule.LoopRV]) -> s_
     return sch.fuse(*loops) if len(loops) > 1 else loops[0]
 
 
+def _fuse_undivided(sch: s_tir.Schedule, loops: Sequence[s_tir.schedule.LoopRV],
+                    first: int) -> tuple[s_tir.schedule.LoopRV, list[s_tir.schedule.LoopRV]]:
+    """``loops`` (adjacent, outermost first) fused up to the ``first`` one, whose iterator the blocks under
+    them divide (`_first_divided`: a TVM bug), or the outermost alone: (the loop to run in parallel, the
+    loops left, outermost first). Unit loops (batch 1) above the divided one stay apart: it runs in
+    parallel alone."""
+    taken = max(min(len(loops), first), 1)
+    if taken < len(loops) and all(_extent(sch, lp) == 1 for lp in loops[:taken]):
+        return loops[taken], list(loops)
+    fused = _one_loop(sch, loops[:taken])
+    return fused, [fused, *loops[taken:]]
+
+
 def _iterations(sch: s_tir.Schedule, block: s_tir.schedule.SBlockRV) -> int:
     """How many times the block's body runs."""
     return math.prod(_extent(sch, lp) for lp in sch.get_loops(block))

@@ -10,8 +10,8 @@ from tvm.s_tir import dlight as dl
 from tvm.s_tir.dlight.analysis import SBlockInfo, normalize_prim_func
 from tvm.target import Target
 
-from .blocks import (MIN_PARALLEL_WORK, _contiguous_in, _divisor, _extent, _inline_all, _iterations, _lanes,
-                     _one_loop, _region_vars, _write_dtype)
+from .blocks import (MIN_PARALLEL_WORK, _contiguous_in, _divisor, _extent, _first_divided, _fuse_undivided,
+                     _inline_all, _iterations, _lanes, _one_loop, _region_vars, _write_dtype)
 
 
 def _row_vector(n: int, lanes: int) -> int | None:
@@ -87,6 +87,7 @@ def _rows(sch: s_tir.Schedule, target: Target) -> bool:
         return False
     lanes = _lanes(target, "float32")
     parallel = _iterations(sch, infos[-1].block_rv) >= MIN_PARALLEL_WORK
+    divided = min(_first_divided(sch, b) for b in infos)  # the row loops are fused up to it (`_fuse_undivided`)
     # the leading blocks that write one value per row (layer_norm's all, softmax's max): a pass each (see above)
     lead = next((i for i, b in enumerate(infos[:-1]) if sum(1 for it in b.iters if it.kind == "S") != rows),
                 len(infos) - 1)
@@ -101,21 +102,18 @@ def _rows(sch: s_tir.Schedule, target: Target) -> bool:
             partials[b.name] = [rf] + _fold_lanes(sch, b.block_rv, vec, lanes)
     blocks = sch.get_child_blocks(sch.get_sblock("root"))  # in program order: each rfactor block before its own
     rest = blocks[lead + sum(len(partials.get(b.name, [])) for b in infos[:lead]):]
-    loops = sch.get_loops(rest[-1])
-    row_loops = [_one_loop(sch, loops[:rows])]
+    row_loops = [_fuse_undivided(sch, sch.get_loops(rest[-1])[:rows], divided)]  # (parallel loop, row loops)
     for b in reversed(rest[:-1]):
-        sch.compute_at(b, row_loops[0])
+        sch.compute_at(b, row_loops[0][1][-1])
     for b in infos[:lead]:
-        loops = sch.get_loops(b.block_rv)
-        row = _one_loop(sch, loops[:rows])
+        row_loops.append(_fuse_undivided(sch, sch.get_loops(b.block_rv)[:rows], divided))
         for rf in reversed(partials.get(b.name, [])):
-            sch.compute_at(rf, row)
-        row_loops.append(row)
-    for row in row_loops:
+            sch.compute_at(rf, row_loops[-1][1][-1])
+    for par, _ in row_loops:
         if parallel:
-            sch.parallel(row)  # (before decompose_reduction, which leaves blocks parallel refuses)
-    for block in [b for row in row_loops for b in sch.get_child_blocks(row)]:
-        inner = sch.get_loops(block)[1:]
+            sch.parallel(par)  # (before decompose_reduction, which leaves blocks parallel refuses)
+    for row, block in [(r, b) for _, r in row_loops for b in sch.get_child_blocks(r[-1])]:
+        inner = sch.get_loops(block)[len(row):]
         if not inner or sch.get(block).init is not None or _write_dtype(sch, block) != "float32":
             continue
         k = _one_loop(sch, inner)
@@ -184,8 +182,9 @@ def column_reduction(sch: s_tir.Schedule, target: Target) -> bool:
     else:
         inner = spatial[-1]
     sch.reorder(*outer, *reduce, inner)
-    if outer and _iterations(sch, info.block_rv) >= MIN_PARALLEL_WORK:
-        sch.parallel(_one_loop(sch, outer))
+    if outer and _iterations(sch, info.block_rv) >= MIN_PARALLEL_WORK:  # (outer: the spatial iterators in order)
+        divided = sum(1 for i, k in enumerate(kinds) if k == "S" and i < _first_divided(sch, info))
+        sch.parallel(_fuse_undivided(sch, outer, divided)[0])
     sch.vectorize(inner)
     sch.decompose_reduction(info.block_rv, reduce[0])
     return True

@@ -846,6 +846,30 @@ def test_interior_pads_read_nothing_but_their_input():
     assert len(re.findall(r"T.Buffer\(\(T.int64", tir)) == 2, tir
 
 
+def _max_pool_gradient_then(reduce, n: int) -> Program:
+    """LeNet's first max-pool gradient (2x2 over n x 6 x 28 x 28: it reads the pooled tensors at
+    ``(h - 1) // 2`` where ``1 <= h``), then ``reduce``, which TVM fuses into the gradient's kernel."""
+    def loss(x, ct):
+        return (nir.max_pool2d(x.relu(), 2) * ct).sum()
+    return nir.trace(lambda x, ct: reduce(nir.grad(loss)(x, ct)), nir.spec(N=n, C=6, H=28, W=28),
+                     nir.spec(N=n, C=6, H=14, W=14)).program
+
+
+@pytest.mark.parametrize("n", [1, 4])
+def test_row_reductions_of_reads_by_a_divided_index_match_the_reference(n):
+    """The row rule runs the gradient per row under the row loops: they are not fused past h (see
+    `test_reads_by_a_divided_index_match_the_reference_in_parallel_loops`)."""
+    exe = check(_max_pool_gradient_then(lambda g: g.sum("W"), n))
+    assert "row_reduction" in exe.schedules.values(), exe.schedules
+
+
+def test_column_reductions_of_reads_by_a_divided_index_match_the_reference():
+    """The column rule reads the gradient inlined into the sum over N: its parallel loops are not fused
+    past h."""
+    exe = check(_max_pool_gradient_then(lambda g: g.sum("N"), 4))
+    assert "column_reduction" in exe.schedules.values(), exe.schedules
+
+
 def _row_op(prim: str, rows: int, d: int) -> Program:
     if prim in ("softmax", "log_softmax"):
         return one(prim, [T({"B": rows, "D": d})], dim="D")
