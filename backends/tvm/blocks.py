@@ -245,8 +245,34 @@ def _parallel_vectorize(sch: s_tir.Schedule, info: SBlockInfo, target: Target) -
         else:
             sch.parallel(_one_loop(sch, loops[:taken]))
     for i, k in strided.items():
-        if i >= taken:
-            sch.unroll(sch.split(original[i], [None, k])[1])
+        if i < taken:
+            continue
+        outer, inner = sch.split(original[i], [None, k])
+        sch.unroll(inner)
+        if i == len(original) - 1 and not _guarded(sch, info):
+            _vector_across(sch, outer, inner, steps)
+
+
+def _guarded(sch: s_tir.Schedule, info: SBlockInfo) -> bool:
+    """Whether the block's value holds an ``if_then_else`` (a guarded load): TVM scalarizes a vectorized
+    loop whose guard differs between lanes."""
+    return any(isinstance(e, tvm.ir.expr.Call) and str(e.op.name).endswith("if_then_else")
+               for e in _walk(_value(sch, info)))
+
+
+def _vector_across(sch: s_tir.Schedule, outer: s_tir.schedule.LoopRV, inner: s_tir.schedule.LoopRV,
+                   steps: Sequence[int]) -> None:
+    """Vectorize ``outer``, the loop over whole strides of the innermost loop split by `_strided`, with the
+    unrolled ``inner`` moved outside it: each unrolled copy reads ``w // k`` contiguously and ``w`` by a
+    stride of k (a gather), and its selects become blends (scalar, they were branches mispredicted on
+    random data: LeNet-5's first max-pool gradient 3.5 -> 0.13 ms)."""
+    sch.reorder(inner, outer)
+    n = _extent(sch, outer)
+    vec = _divisor(n, steps)
+    if vec is not None and vec < n:
+        sch.vectorize(sch.split(outer, [None, vec])[1])
+    elif vec is not None or n <= steps[0]:
+        sch.vectorize(outer)
 
 
 def _strided(sch: s_tir.Schedule, info: SBlockInfo) -> dict[int, int]:

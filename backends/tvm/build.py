@@ -42,6 +42,7 @@ from nir.types import TensorType, canonical_dtype, numpy_dtype
 from .control import check_depth
 from .lower import LOWERINGS, lower_program
 from .conv_width import PadConvWidth
+from .scalars import ScalarWhere
 from .sink_reshape import SinkReshape
 from .schedule import lanes, schedule_module
 from .vmath import VectorMath
@@ -497,7 +498,8 @@ def relax_module(program: Program, target: Target, fast_math: bool = False) -> t
     same one, or the tuned records would not match the built PrimFuncs): the lowered program, with
     TVM's approximations (``fast_math``) or, on CPUs, nir's vectorizable float32 exp, tanh, sigmoid,
     erf and softmax (`vmath`; as accurate as libm, which LLVM cannot vectorize), and NCHW convolutions
-    widened to whole vectors (`conv_width`). int8 contractions use the CPU's dot-product instructions where it
+    widened to whole vectors (`conv_width`); ``where`` with a scalar constant branch keeps it a literal
+    (`scalars`). int8 contractions use the CPU's dot-product instructions where it
     has them (`int8`)."""
     with tvm_target(target):  # lowerings may pick kernels for the CPU (int8.py: VNNI)
         mod = lower_program(fold_constants(program))  # numpy folds in ms what TVM's FoldConstant compiles
@@ -507,7 +509,7 @@ def relax_module(program: Program, target: Target, fast_math: bool = False) -> t
         mod = SinkReshape()(mod)
         mod = VectorMath()(mod)
         mod = PadConvWidth(lanes(tvm_target(target), "float32"))(mod)
-    return mod
+    return ScalarWhere()(mod)
 
 
 def _with_release(mod: tvm.IRModule) -> tvm.IRModule:

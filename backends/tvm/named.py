@@ -47,8 +47,12 @@ Lowering = Callable[..., Named]
 # ---------------------------------------------------------------------------------------------
 
 def bind(expr: relax.Expr, names: Sequence[str]) -> Named:
-    """Emit ``expr`` into the current dataflow block (so its shape is known) and name its axes."""
-    var = expr if isinstance(expr, relax.Var) else relax.BlockBuilder.current().emit(expr)
+    """Emit ``expr`` into the current dataflow block (so its shape is known) and name its axes. A non-zero
+    scalar constant stays an operand of its users: legalization then writes it into their kernels as a
+    literal, where a bound one is a 0-d buffer loaded at every element. (A zero stays bound: TVM's
+    simplifier aborts on a division by a literal zero, as in the mean over an empty dim.)"""
+    scalar = isinstance(expr, tvm.ir.expr.Constant) and expr.ty.ndim == 0 and expr.value.numpy()[()] != 0
+    var = expr if isinstance(expr, relax.Var) or scalar else relax.BlockBuilder.current().emit(expr)
     return Named(var, tuple(names))
 
 

@@ -85,6 +85,14 @@ def test_max_pool_with_overlapping_windows_sends_a_tie_to_each_windows_first_max
     np.testing.assert_array_equal(g.numpy(), [[[1, 1, 0]]])
 
 
+def test_a_max_pool_whose_windows_tile_the_input_sends_its_cotangent_back_without_interior_pads() -> None:
+    """Stride = kernel, no padding: one select per input element (its window read at ``h // 2``), not one
+    interior-padded tensor per window position, whose guarded reads kept compiled loops scalar."""
+    program = nir.trace(nir.grad(lambda x: nir.max_pool2d(x, 2).sum()), nir.spec(N=2, C=3, H=8, W=7)).program
+    pads = [dict(e.params)["pads"] for e in program.eqns if e.prim == "pad"]
+    assert all(interior == 0 for config in pads for *_, interior in config), pads
+
+
 def test_reduce_prod_gradient_is_exact_with_zeros() -> None:
     x = nir.tensor([[2.0, 0.0, 3.0], [0.0, 0.0, 5.0], [1.0, 2.0, 4.0]], names=("N", "C"), dtype="float64")
     g = nir.grad(lambda x: x.prod("C").sum())(x)

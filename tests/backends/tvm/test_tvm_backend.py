@@ -26,6 +26,7 @@ from tvm.relax import op as R  # noqa: E402
 
 import nir.backends  # noqa: E402
 from nir import ops  # noqa: E402
+from nir.ops import _ad as ad  # noqa: E402
 from nir.artifact import read_manifest  # noqa: E402
 from nir.backends import BackendError  # noqa: E402
 from nir.interpret import interpret  # noqa: E402
@@ -826,10 +827,16 @@ def test_elementwise_rows_with_a_broadcast_operand_are_not_fused_into_a_gather()
 _SPREAD = one("pad", [T({"N": 4, "C": 6, "H": 14, "W": 14})], pads=(("H", 1, 0, 1), ("W", 0, 1, 1)), value=0.0)
 
 
-def test_reads_by_a_divided_index_match_the_reference_in_parallel_loops():
+# W = 14 + 13 + 2 = 29: no split by 2 (`blocks._strided`) takes h out of the fused loop; with the loops
+# fused past h, TVM 0.27 computes a wrong answer here
+_SPREAD_ODD = one("pad", [T({"N": 4, "C": 6, "H": 13, "W": 14})], pads=(("H", 1, 0, 1), ("W", 1, 1, 1)), value=0.0)
+
+
+@pytest.mark.parametrize("program", [_SPREAD, _SPREAD_ODD], ids=["even", "odd"])
+def test_reads_by_a_divided_index_match_the_reference_in_parallel_loops(program):
     """TVM 0.27 flattens ``x[n, c, (h - 1) // 2, ...]`` wrongly when h comes out of a fused loop (a whole
     plane off): the loops are not fused past h, and the result is the reference's."""
-    check(_SPREAD)
+    check(program)
 
 
 def test_loops_read_by_half_their_index_are_split_by_two_and_unrolled():
@@ -837,6 +844,31 @@ def test_loops_read_by_half_their_index_are_split_by_two_and_unrolled():
     tir = check(_SPREAD).backend_ir("tir")
     assert len(re.findall(r"in T.unroll\(T.int64\(2\)\)", tir)) == 2, tir
     assert "T.parallel(T.int64(24))" in tir, tir  # N x C, not fused with H
+
+
+def _tiled_max_pool_gradient() -> Program:
+    """LeNet's first max-pool gradient through a relu (2x2 windows tiling 8 x 6 x 28 x 28)."""
+    def loss(x, ct):
+        return (nir.max_pool2d(x.relu(), 2) * ct).sum()
+    return nir.trace(nir.grad(loss), nir.spec(N=8, C=6, H=28, W=28), nir.spec(N=8, C=6, H=14, W=14)).program
+
+
+def test_a_select_read_by_half_its_index_is_vectorized_across_the_split_loop():
+    """A max-pool gradient reads its window at ``h // 2, w // 2``: the loop over ``w // 2`` is vectorized
+    inside the unrolled ``w % 2`` (a scalar loop's selects were branches, mispredicted on random data)."""
+    exe = check(_tiled_max_pool_gradient())
+    kernel = _prim_func_text(exe.backend_ir("tir"), "equal")  # (is this window's maximum here?)
+    assert "T.vectorized(T.int64(14))" in kernel and "T.unroll(T.int64(2))" in kernel, kernel
+
+
+def test_a_where_with_a_scalar_constant_branch_holds_it_as_a_literal():
+    """``where(c, x, 0.0)`` reads no 0-d buffer for the 0.0 (a select between two loads became branches)."""
+    b = Builder()
+    c, x = b.input(T({"N": 16, "D": 24}, "bool")), b.input(T({"N": 16, "D": 24}))
+    zero = b.add("full", [], value=0.0, dims=(), dtype="float32")
+    program = b.build([b.add("where", [c, x, zero]), b.add("where", [c, zero, x])])
+    tir = check(program).backend_ir("tir")
+    assert "T.Buffer((), " not in tir and "T.float32(0.0)" in tir, tir
 
 
 def test_interior_pads_read_nothing_but_their_input():
@@ -847,12 +879,20 @@ def test_interior_pads_read_nothing_but_their_input():
 
 
 def _max_pool_gradient_then(reduce, n: int) -> Program:
-    """LeNet's first max-pool gradient (2x2 over n x 6 x 28 x 28: it reads the pooled tensors at
-    ``(h - 1) // 2`` where ``1 <= h``), then ``reduce``, which TVM fuses into the gradient's kernel."""
-    def loss(x, ct):
-        return (nir.max_pool2d(x.relu(), 2) * ct).sum()
-    return nir.trace(lambda x, ct: reduce(nir.grad(loss)(x, ct)), nir.spec(N=n, C=6, H=28, W=28),
-                     nir.spec(N=n, C=6, H=14, W=14)).program
+    """A max-pool gradient as the general rule builds it (2x2 windows over n x 6 x 28 x 28: the sum of one
+    interior-padded tensor per window position, which reads the pooled tensors at ``(h - 1) // 2`` where
+    ``1 <= h``), through a relu's mask, then ``reduce``, which TVM fuses into the gradient's kernel.
+    (nir's own rule for windows that tile the input reads them at ``h // 2`` only.)"""
+    def spread(x, ct, first):
+        dx = None
+        for j, (a, b) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1)]):
+            hit = ad.emit("eq", first, ad.scalar(j, "int64"))
+            part = ad.pad(ad.mask(hit, ct), {"H": (a, 1 - a, 1), "W": (b, 1 - b, 1)})
+            dx = part if dx is None else ad.add(dx, part)
+        return reduce(ad.mask(ad.emit("gt", x, ad.scalar(0.0, "float32")), dx))
+    pooled = {"N": n, "C": 6, "H": 14, "W": 14}
+    return nir.trace(spread, nir.spec(N=n, C=6, H=28, W=28), nir.spec(**pooled),
+                     nir.spec(**pooled, dtype="int64")).program
 
 
 @pytest.mark.parametrize("n", [1, 4])
