@@ -26,7 +26,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 import tvm
-from tvm import relax
+from tvm import relax, te, tirx
 from tvm.relax import op as R
 
 from nir import ops
@@ -529,21 +529,41 @@ def _edge_pad(expr: relax.Expr, rank: int, ax: int, low: int, high: int, value: 
     return R.nn.pad(expr, width, pad_value=float(value))
 
 
+def _spread(x: te.Tensor, ax: int, low: int, high: int, interior: int, value: float) -> te.Tensor:
+    """``x`` with ``interior`` values between its elements along axis ``ax`` and ``low``/``high`` at its
+    edges (negative: cropped), all ``value``: element ``e`` reads ``x[(e - low) // s]`` (s = interior + 1)
+    where that is an element, by a select of an index clamped into ``x``.
+
+    The index is a truncating division, not a floor division: once a reshape has merged the padded dim
+    with another in one kernel (``x[v // 30, (v % 30 - 1) // 3]`` of a flattened loop ``v``), TVM 0.27's
+    FlattenBuffer simplifies the flat floor-division index ``v // 30 * 10 + (v % 30 + 2) // 3 - 1`` to
+    ``(v + 2) // 3 - 11`` (right: ``- 1``), and the kernel reads 10 rows off (`nir fuzz` found a
+    contraction over the merged dims reading garbage). The clamp keeps the read inside ``x`` either way."""
+    n, s = int(x.shape[ax]), interior + 1
+    shape = list(x.shape)
+    shape[ax] = low + high + (n - 1) * s + 1
+
+    def element(*i: tirx.PrimExpr) -> tirx.PrimExpr:
+        e = i[ax] - low
+        k = tirx.max(tirx.min(tirx.truncdiv(e, s), n - 1), 0)  # (truncdiv: see the docstring)
+        hit = tirx.all(e >= 0, e <= (n - 1) * s, tirx.floormod(e, s) == 0)
+        return tirx.Select(hit, x[(*i[:ax], k, *i[ax + 1:])], tirx.const(value, x.dtype))
+    return te.compute(shape, element, name="T_pad")
+
+
 def _pad(eqn: Eqn, x: Named) -> Named:
-    """Interior padding as an edge pad of a new unit dim after ``dim`` (``interior`` values after each
-    element), merged into ``dim`` by a reshape; edge padding with R.nn.pad; negative (cropping) edges with
-    strided_slice. (Not a concatenation with a filled tensor: TVM's FoldConstant folds a broadcast fill
-    into a constant of the full size, which the fused kernel then reads.)"""
+    """Interior padding (with the edges of that dim) by `_spread`; edge padding alone with R.nn.pad;
+    negative (cropping) edges with strided_slice. (Not a concatenation with a filled tensor: TVM's
+    FoldConstant folds a broadcast fill into a constant of the full size, which the fused kernel then
+    reads.)"""
     value = eqn.kwargs["value"]
     for dim, low, high, interior in eqn.kwargs["pads"]:
         ax = x.names.index(dim)
-        n = x.shape[ax]
-        if interior and n > 1:
-            pairs = _edge_pad(R.expand_dims(x.expr, [ax + 1]), len(x.names) + 1, ax + 1, 0, interior, value)
-            merged = list(x.shape)
-            merged[ax] = n * (interior + 1)
-            spread = bind(R.reshape(pairs, merged), x.names)
-            x = bind(R.strided_slice(spread.expr, [ax], [0], [(n - 1) * (interior + 1) + 1]), x.names)
+        if interior and x.shape[ax] > 1:
+            bb = relax.BlockBuilder.current()
+            x = bind(bb.call_te(_spread, x.expr, ax, low, high, interior, float(value), primfunc_name_hint="pad"),
+                     x.names)
+            continue
         if low > 0 or high > 0:
             x = bind(_edge_pad(x.expr, len(x.names), ax, max(low, 0), max(high, 0), value), x.names)
         if low < 0 or high < 0:

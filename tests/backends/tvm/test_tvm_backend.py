@@ -828,7 +828,8 @@ _SPREAD = one("pad", [T({"N": 4, "C": 6, "H": 14, "W": 14})], pads=(("H", 1, 0, 
 
 
 # W = 14 + 13 + 2 = 29: no split by 2 (`blocks._strided`) takes h out of the fused loop; with the loops
-# fused past h, TVM 0.27 computes a wrong answer here
+# fused past h and a floor-division index (the pad reads by a truncating one since), TVM 0.27 computed a
+# wrong answer here
 _SPREAD_ODD = one("pad", [T({"N": 4, "C": 6, "H": 13, "W": 14})], pads=(("H", 1, 0, 1), ("W", 1, 1, 1)), value=0.0)
 
 
@@ -837,6 +838,16 @@ def test_reads_by_a_divided_index_match_the_reference_in_parallel_loops(program)
     """TVM 0.27 flattens ``x[n, c, (h - 1) // 2, ...]`` wrongly when h comes out of a fused loop (a whole
     plane off): the loops are not fused past h, and the result is the reference's."""
     check(program)
+
+
+def test_an_interior_pad_read_through_dims_a_reshape_merged_matches_the_reference():
+    """Found by `nir fuzz`: a contraction over (F, E) after an interior pad of E flattens F and E into one
+    loop; with a floor-division index TVM 0.27 read ``x[(v + 2) // 3 - 11]`` for ``x[(v + 2) // 3 - 1]``
+    (10 rows off), so the pad reads by a truncating division."""
+    b = Builder()
+    x, w = b.input(T({"F": 13, "E": 10})), b.input(T({"E": 30, "B": 3, "F": 13}))
+    spread = b.add("pad", [x], pads=(("E", 1, 1, 2),), value=-1.5)
+    check(b.build([b.add("contract", [spread, w], over=("F", "E"))]))
 
 
 def test_loops_read_by_half_their_index_are_split_by_two_and_unrolled():
@@ -861,6 +872,15 @@ def test_a_select_read_by_half_its_index_is_vectorized_across_the_split_loop():
     assert "T.vectorized(T.int64(14))" in kernel and "T.unroll(T.int64(2))" in kernel, kernel
 
 
+def test_conv_bias_and_relu_run_as_one_kernel():
+    """relu is ``where(x < 0, 0, x)`` (NaN stays NaN), computed with the 0 as a literal (`scalars`): its
+    select reads x at the output's own index, batch of 1 included, so TVM fuses it into the convolution."""
+    program = nir.trace(lambda x, w, b: nir.conv2d(x, w, b, padding=1).relu(), nir.spec(N=1, C=8, H=14, W=14),
+                        nir.spec(O=8, C=8, H=3, W=3), nir.spec(O=8)).program
+    kernels = [k for k, rule in check(program).schedules.items() if rule != "view"]
+    assert len(kernels) == 1 and "conv2d" in kernels[0] and "where" in kernels[0], kernels
+
+
 def test_a_where_with_a_scalar_constant_branch_holds_it_as_a_literal():
     """``where(c, x, 0.0)`` reads no 0-d buffer for the 0.0 (a select between two loads became branches)."""
     b = Builder()
@@ -882,7 +902,8 @@ def _max_pool_gradient_then(reduce, n: int) -> Program:
     """A max-pool gradient as the general rule builds it (2x2 windows over n x 6 x 28 x 28: the sum of one
     interior-padded tensor per window position, which reads the pooled tensors at ``(h - 1) // 2`` where
     ``1 <= h``), through a relu's mask, then ``reduce``, which TVM fuses into the gradient's kernel.
-    (nir's own rule for windows that tile the input reads them at ``h // 2`` only.)"""
+    (nir's own rule for windows that tile the input reads them at ``h // 2`` only, and pads read by a
+    truncating division since: with a floor division and the loops fused past h, these were wrong.)"""
     def spread(x, ct, first):
         dx = None
         for j, (a, b) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1)]):
