@@ -15,6 +15,11 @@ vjp_program`, with random cotangents), compares the backends with the reference 
 reference gradient against central differences in float64 (a check is skipped as inconclusive when two
 step sizes disagree, i.e. a kink of relu/max/where lies within the step). Its programs have no scan or
 cond (no VJP rules yet) and draw pad and take/scatter_add steps too.
+
+In both modes about half the programs end with a strided window chain (`_strided`) on a new input with
+spatial dims of 6-14: pools, convolutions (kernels 1-3, strides 1-3, padding 0-1), interior pads and
+strided slices, then reductions, contractions or layout changes. These and their gradients read by a
+divided index, ``x[(h - 1) // 2]`` under ``1 <= h``, which TVM 0.27's FlattenBuffer has got wrong.
 """
 
 from __future__ import annotations
@@ -37,13 +42,15 @@ from .ir import Program, Value
 from .interpret import interpret
 from .precision import expected, mismatch
 from .target import parse_target
-from .tensor import NamedTensor
+from .tensor import NamedTensor, bind
 from .testing import random_inputs
 
 NAMES = ("A", "B", "C", "D", "E", "F")
 SIZES = (1, 2, 3, 4, 5, 7)
 CONTROL_RATE = 0.3  # share of programs with a scan or a cond
 QUANT_RATE = 0.25  # share of programs with a quantize/dequantize or int8 contract_wide step (forward mode)
+STRIDED_RATE = 0.5  # share of programs with a strided window chain on a new input (both modes)
+SPATIAL = tuple(range(6, 15))  # its spatial sizes, even and odd: reads by a divided index (h - 1) // 2
 
 
 @dataclass
@@ -244,6 +251,69 @@ def _quant(g: _Gen, x: NamedTensor) -> NamedTensor:
     return nir.dequantize(acc, nir.tensor(np.float32(1e-4)))
 
 
+def _strided_step(g: _Gen, x: NamedTensor, c: str, hw: tuple[str, str]) -> tuple[NamedTensor, str]:
+    """One window or stride step over x's spatial dims ``hw`` (channels ``c``): a max or average pool or a
+    convolution (kernels 1-3, strides 1-3, padding 0-1), a pad with interior points, or a slice with step
+    2-3. Returns the result and its channels' name (a convolution renames them)."""
+    k = tuple(min(int(g.rng.integers(1, 4)), x.size(d)) for d in hw)
+    stride = tuple(int(g.rng.integers(1, 4)) for _ in hw)
+    op = g.choice(["max_pool", "avg_pool", "conv", "pad", "slice"])
+    if op == "conv":
+        out = next(n for n in NAMES if n not in x.names)
+        dims = [(out, int(g.rng.integers(1, 4))), (c, x.size(c)), (hw[0], k[0]), (hw[1], k[1])]
+        weight = _new_input(g, [dims[i] for i in g.rng.permutation(4)])
+        pad = tuple(int(g.rng.integers(0, 2)) for _ in hw)
+        return nir.conv2d(x, weight, channels=c, out_channels=out, spatial=hw, stride=stride, padding=pad), out
+    if op in ("max_pool", "avg_pool"):
+        pad = tuple(int(g.rng.integers(0, min(1, n // 2) + 1)) for n in k)  # at most half the kernel
+        fn = nir.max_pool2d if op == "max_pool" else nir.avg_pool2d
+        return fn(x, k, stride=stride, padding=pad, spatial=hw), c
+    d = g.choice(hw)
+    n = x.size(d)
+    if op == "pad":
+        interior = int(g.rng.integers(1, 3 if n <= 14 else 2))
+        edges = (int(g.rng.integers(0, 2)), int(g.rng.integers(0, 2)))
+        return nir.pad(x, {d: (*edges, interior)}, value=float(g.choice((0.0, -1.5)))), c
+    start = int(g.rng.integers(0, min(3, n)))
+    return bind("slice", [x], dim=d, start=start, stop=n, step=int(g.rng.integers(2, 4))), c
+
+
+def _refactor(g: _Gen, x: NamedTensor) -> NamedTensor:
+    """Two adjacent dims of x flattened, then split again into another factorization of their size when
+    it has one (reads by ``i // n`` and ``i % n``)."""
+    if x.ndim < 2:
+        return x
+    i = int(g.rng.integers(x.ndim - 1))
+    a, b = x.names[i], x.names[i + 1]
+    size = x.size(a) * x.size(b)
+    f = x.flatten([a, b], f"{a}{b}")
+    splits = [d for d in range(2, size) if size % d == 0 and d != x.size(a)]
+    if not splits or g.rng.random() < 0.3:
+        return f
+    d = int(g.choice(splits))
+    return f.unflatten(f"{a}{b}", ((a, d), (b, size // d)))
+
+
+def _strided(g: _Gen) -> NamedTensor:
+    """A chain on a new input with spatial dims of 6-14, 1-3 channels and, in most, a batch dim of 1-3:
+    an elementwise prefix (a new per-dims scale, whose gradient reduces the window gradients), one or two
+    `_strided_step`s, then one or two reductions, contractions or layout changes."""
+    batch, c, h, w = (str(n) for n in g.rng.choice(NAMES, size=4, replace=False))
+    dims = [(c, int(g.rng.integers(1, 4))), (h, int(g.choice(SPATIAL))), (w, int(g.choice(SPATIAL)))]
+    if g.rng.random() < 0.8:
+        dims.append((batch, int(g.rng.integers(1, 4))))
+    x = _new_input(g, [dims[i] for i in g.rng.permutation(len(dims))])
+    if g.rng.random() < 0.7:
+        x = x * _new_input(g, [(n, x.size(n)) for n in g.subset(x.names)]).align_as(x)
+    else:
+        x = _unary(g, x)
+    for _ in range(int(g.rng.integers(1, 3))):
+        x, c = _strided_step(g, x, c, (h, w))
+    for _ in range(int(g.rng.integers(1, 3))):
+        x = g.choice([_reduce, _reduce, _contract, _layout, _refactor])(g, x)
+    return x
+
+
 STEPS: tuple[Callable[[_Gen, NamedTensor], NamedTensor], ...] = (_unary, _binary, _reduce, _contract, _layout,
                                                                 _window, _cumulative)
 # gradient mode also generates the primitives that backward programs are made of (a separate tuple, so
@@ -294,11 +364,12 @@ def _control(g: _Gen) -> list[NamedTensor]:
 
 
 def random_program(seed: int, case: int, max_ops: int = 6, steps: Sequence[Callable[..., NamedTensor]] = STEPS,
-                   dtype: str = "float32", control: bool = True, quantized: bool = True
+                   dtype: str = "float32", control: bool = True, quantized: bool = True, strided: bool = True
                    ) -> tuple[Program, list[np.ndarray]]:
     """The program for (seed, case): deterministic, well named, 1-``max_ops`` API calls deep, drawn from
-    ``steps`` (with a scan or cond in some when ``control``, and an int8 step in some float32 ones when
-    ``quantized``); ``dtype`` only changes the precision (the same seed gives the same program)."""
+    ``steps`` (with a scan or cond in some when ``control``, an int8 step in some float32 ones when
+    ``quantized``, and a `_strided` window chain in some when ``strided``); ``dtype`` only changes the
+    precision (the same seed gives the same program)."""
     rng = np.random.default_rng([seed, case])
     names = [str(n) for n in rng.choice(NAMES, size=int(rng.integers(1, 5)), replace=False)]
     specs = [nir.spec(names=tuple(names), shape=tuple(int(rng.choice(SIZES)) for _ in names), dtype=dtype)]
@@ -325,6 +396,11 @@ def random_program(seed: int, case: int, max_ops: int = 6, steps: Sequence[Calla
         quant = _Gen(np.random.default_rng([seed, case, 2]), g.extra, g.extra_tensors, g.live, dtype=dtype)
         if quantized and dtype == "float32" and quant.rng.random() < QUANT_RATE:
             outs.append(_quant(quant, x))
+        # a strided window chain from its own stream, drawn last, likewise (its new inputs come last too;
+        # only the random layouts, drawn over the inputs first, change)
+        windows = _Gen(np.random.default_rng([seed, case, 3]), g.extra, g.extra_tensors, g.live, dtype=dtype)
+        if strided and windows.rng.random() < STRIDED_RATE:
+            outs.append(_strided(windows))
         return tuple(outs)
 
     program = nir.trace(fn, *specs).program
