@@ -7,8 +7,8 @@ called with NamedTensors, outputs complete), candidates measured round-robin wit
 winners of all backends measured round-robin once more at the end so that `backend="auto"` compares
 figures taken side by side. Decisions use the median (`measure.STATISTIC`); the minimum is kept too.
 Every candidate built on this machine is run once and checked against the program's float64 answer
-(`nir.precision`) before it is timed: one that computes a wrong answer is recorded with the error and
-never kept (`WrongAnswer`). A timing during which other processes took CPU (`measure.OtherLoad`: a
+(`nir.precision`) before it is timed: one that computes a wrong answer where the untuned build is right
+is recorded with the error and never kept (`WrongAnswer`). A timing during which other processes took CPU (`measure.OtherLoad`: a
 kernel with a thread per core then runs several times slower than on a quiet machine) is taken again,
 up to `RETIMES` times, and the least disturbed one kept; what other processes used is reported per backend (``others_cores``), with
 a warning when it stayed above `measure.BUSY_CORES`.
@@ -72,8 +72,8 @@ class WrongAnswer(TuningError):
 
 class _Answer:
     """The program's float64 answer on the tuner's inputs and the tolerance its conditioning allows
-    (`nir.precision.expected`, the noise from the run at the program's own dtype), computed on first use;
-    `check` refuses a build whose outputs differ.
+    (`nir.precision.expected`: its rounding noise, from the run at the program's dtype and perturbed
+    float64 runs), computed on first use; `problem` says how a build's outputs differ from it.
 
     A schedule can compile and run fast and still be wrong: TVM 0.27's FlattenBuffer mis-flattens some
     loads under fused loops (docs/performance.md), and MetaSchedule fuses loops freely."""
@@ -82,17 +82,14 @@ class _Answer:
         self.program, self.inputs = program, inputs
         self._exp: Expected | None = None
 
-    def check(self, call: Callable[[], Any], what: str) -> None:
-        """Run ``call`` once; raise `WrongAnswer` naming ``what`` when its outputs differ from the answer."""
+    def problem(self, call: Callable[[], Any]) -> str | None:
+        """Run ``call`` once: None when its outputs match the answer, else what differs."""
         if self._exp is None:
-            self._exp = expected(self.program, self.inputs, noise_runs=0)  # each run of a zoo model: seconds
+            self._exp = expected(self.program, self.inputs)
         outs = wait(call())
         outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
         got = [_logical(t, v.type.user_names) for t, v in zip(outs, self.program.outputs)]
-        problem = mismatch(got + outs[len(got):], self._exp)
-        if problem is not None:
-            raise WrongAnswer(f"{what} computes a wrong answer on the tuner's random inputs ({problem}); it is "
-                              "not kept. Report it with the program (`nir.text`) and the target")
+        return mismatch(got + outs[len(got):], self._exp)
 
 
 def _logical(t: Any, names: Sequence[str | None]) -> np.ndarray:
@@ -136,6 +133,7 @@ class BackendResult:
     seconds: float = 0.0
     error: str | None = None
     others_cores: float | None = None  # CPU other processes used during the final timing (`OtherLoad`)
+    unchecked: str | None = None  # why its candidates were not checked against the answer
 
     @property
     def speedup(self) -> float | None:
@@ -186,20 +184,33 @@ class _Bench:
                  answer: _Answer | None = None) -> None:
         self.mod, self.backend, self.target, self.inputs = mod, backend, target, inputs
         self.answer = answer  # every local build is checked against it before it can be timed
+        self.unchecked: str | None = None  # why builds are not checked (the untuned one differs)
+        self._first_checked = False
         self.rpc, self.min_time_s, self.log, self._rounds = rpc, min_time_s, log, rounds
         self.build_s = 0.0  # the longest build so far
         self.call_s = 0.0   # the slowest median call so far
 
     def build(self, program: Program, options: dict[str, Any], what: str) -> Any:
         """``program`` built with ``options``; on this machine, also run once and checked against the
-        answer (`WrongAnswer` if it differs). ``what`` names the candidate in errors."""
+        answer. The first build (the untuned one) sets the bar: when it matches, a later build that
+        differs raises `WrongAnswer`; when it differs itself (a program whose answer rounding decides,
+        like a long tanh recurrence, or the backend's own bug: the untuned build is what runs without a
+        record anyway), ``unchecked`` says why and later builds are not checked. ``what`` names the build."""
         t0 = time.perf_counter()
         if self.rpc is not None and hasattr(self.mod, "measure_remote"):
             built = self.mod.build(program, self.target, **options)
         else:
             built = user_call(program, self.target, self.backend, self.inputs, **options)
-            if self.answer is not None:
-                self.answer.check(built, f"{self.backend}'s {what} build")
+            if self.answer is not None and self.unchecked is None:
+                problem = self.answer.problem(built)
+                if problem is not None and not self._first_checked:
+                    self.unchecked = f"the untuned build differs from the float64 answer: {problem}"
+                    self.log(f"[{self.backend}] not checking its candidates: {self.unchecked}")
+                elif problem is not None:
+                    raise WrongAnswer(f"{self.backend}'s {what} build computes a wrong answer on the tuner's "
+                                      f"random inputs, where the untuned build is right ({problem}); it is not "
+                                      "kept. Report it with the program (`nir.text`) and the target")
+                self._first_checked = True
         self.build_s = max(self.build_s, time.perf_counter() - t0)
         return built
 
@@ -276,6 +287,7 @@ def tune_program(program: Program, target: str | Target, db: TuningDatabase | st
             own = _share(clock.left(), names[k:])
             bench = _Bench(mod, b, target, inputs, rpc, min_time_s, log, answer=answer)
             winners[b] = _tune_backend(mod, b, program, target, db, res, bench, trials, own, seed, log)
+            res.unchecked = bench.unchecked
             records[b] = _record(program, target, b, res)
             res.record_path = str(db.put(records[b]))
         except Exception as e:  # noqa: BLE001 - one backend failing must not lose the others' results

@@ -278,15 +278,25 @@ def test_a_layout_candidate_that_computes_a_wrong_answer_is_not_kept(tmp_path, m
     assert len(refused) == len(layout_candidates(conv_program())) - 1 and "ms" not in refused[0]
 
 
-def test_a_backend_whose_untuned_build_computes_a_wrong_answer_gets_no_record(tmp_path, monkeypatch) -> None:
+def test_a_backend_whose_untuned_build_differs_from_the_answer_is_tuned_unchecked(tmp_path, monkeypatch) -> None:
+    """Its untuned build is what runs without a record anyway, and a program whose answer rounding decides
+    (a long tanh recurrence) differs on every backend: the report says so, and tuning goes on."""
     _wrong_when(monkeypatch, lambda p: True)
     report = tune_program(conv_program(), "llvm", tmp_path, backends=["reference"], trials=0, min_time_s=0.01)
     (res,) = report.results
-    assert "WrongAnswer" in res.error and "untuned build computes a wrong answer" in res.error
-    assert res.record_path is None and not TuningDatabase(tmp_path).records()
+    assert res.error is None and res.record_path and "untuned build differs" in res.unchecked
+    assert not any("error" in c for c in res.candidates)
 
 
-def test_layout_candidates_that_compute_the_right_answer_are_all_timed(tmp_path) -> None:
-    report = tune_program(conv_program(), "llvm", tmp_path, backends=["reference"], trials=0, min_time_s=0.01)
+def test_a_recurrence_whose_answer_rounding_decides_is_still_tuned(tmp_path) -> None:
+    """The rnn_scan workload on the tuner's random inputs (weights of scale 1, not 1/sqrt(fan-in)): its
+    tanh recurrence amplifies each backend's rounding until elements differ from the float64 answer by up
+    to 0.7, on XLA and TVM alike (a headline run once refused both and left `auto` without records)."""
+    if not nir.backends.installed("xla"):
+        pytest.skip("needs xla")
+    from nir.bench.workloads import WORKLOADS
+    w = WORKLOADS["rnn_scan"]
+    program = nir.trace(w.fn, *w.make_inputs("full", 0)).program
+    report = tune_program(program, "llvm", tmp_path, backends=["xla"], trials=0, min_time_s=0.01)
     (res,) = report.results
-    assert res.candidates and all("error" not in c and c["ms"] > 0 for c in res.candidates), res.candidates
+    assert res.error is None and res.record_path, res.error
