@@ -12,9 +12,10 @@ padding is part of the convolution's kernel either way, so no copy is added.
 from __future__ import annotations
 
 import tvm
-from tvm import relax
 from tvm.relax import Call, Expr, PyExprMutator, expr_functor
 from tvm.relax import op as R
+
+from .named import rewrite_functions
 
 __all__ = ["PadConvWidth"]
 
@@ -68,7 +69,4 @@ class PadConvWidth:
 
     def transform_module(self, mod: tvm.IRModule, ctx: tvm.transform.PassContext) -> tvm.IRModule:
         rewriter = _Rewriter(mod, self.lanes)
-        for gv, func in mod.functions_items():
-            if isinstance(func, relax.Function):
-                rewriter.builder_.update_func(gv, rewriter.visit_expr(func))
-        return rewriter.builder_.get()
+        return rewrite_functions(rewriter, mod)

@@ -56,6 +56,15 @@ def bind(expr: relax.Expr, names: Sequence[str]) -> Named:
     return Named(var, tuple(names))
 
 
+def rewrite_functions(rewriter: relax.PyExprMutator, mod: tvm.IRModule) -> tvm.IRModule:
+    """``mod`` with every Relax function visited by ``rewriter`` (a mutator made over ``mod``): the body of
+    nir's Relax passes (`vmath`, `sink_reshape`, `conv_width`, `scalars`)."""
+    for gv, func in mod.functions_items():
+        if isinstance(func, relax.Function):
+            rewriter.builder_.update_func(gv, rewriter.visit_expr(func))
+    return rewriter.builder_.get()
+
+
 _PERMUTE_DIMS = tvm.ir.Op.get("relax.permute_dims")
 
 

@@ -23,6 +23,8 @@ import tvm
 from tvm import relax, te, tirx
 from tvm.relax import Call, Expr, PyExprMutator, expr_functor
 
+from .named import rewrite_functions
+
 __all__ = ["ScalarWhere"]
 
 
@@ -94,7 +96,4 @@ class ScalarWhere:
 
     def transform_module(self, mod: tvm.IRModule, ctx: tvm.transform.PassContext) -> tvm.IRModule:
         rewriter = _Rewriter(mod)
-        for gv, func in mod.functions_items():
-            if isinstance(func, relax.Function):
-                rewriter.builder_.update_func(gv, rewriter.visit_expr(func))
-        return rewriter.builder_.get()
+        return rewrite_functions(rewriter, mod)

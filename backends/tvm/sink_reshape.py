@@ -19,6 +19,8 @@ from tvm import relax
 from tvm.relax import Call, Expr, PyExprMutator, expr_functor
 from tvm.relax import op as R
 
+from .named import rewrite_functions
+
 __all__ = ["SinkReshape"]
 
 # ops computed element by element (with broadcasting) whose attributes do not depend on the shape
@@ -163,7 +165,4 @@ class SinkReshape:
 
     def transform_module(self, mod: tvm.IRModule, ctx: tvm.transform.PassContext) -> tvm.IRModule:
         rewriter = _Rewriter(mod)
-        for gv, func in mod.functions_items():
-            if isinstance(func, relax.Function):
-                rewriter.builder_.update_func(gv, rewriter.visit_expr(func))
-        return relax.transform.DeadCodeElimination()(rewriter.builder_.get())
+        return relax.transform.DeadCodeElimination()(rewrite_functions(rewriter, mod))

@@ -33,8 +33,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import tvm
-from tvm import relax, te, tirx
+from tvm import te, tirx
 from tvm.relax import Call, Expr, PyExprMutator, expr_functor
+
+from .named import rewrite_functions
 
 __all__ = ["VectorMath", "exp", "tanh", "sigmoid", "erf"]
 
@@ -216,7 +218,4 @@ class VectorMath:
 
     def transform_module(self, mod: tvm.IRModule, ctx: tvm.transform.PassContext) -> tvm.IRModule:
         rewriter = _Rewriter(mod)
-        for gv, func in mod.functions_items():
-            if isinstance(func, relax.Function):
-                rewriter.builder_.update_func(gv, rewriter.visit_expr(func))
-        return rewriter.builder_.get()
+        return rewrite_functions(rewriter, mod)
