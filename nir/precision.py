@@ -118,9 +118,8 @@ class Expected:
         return ILL_CONDITIONED
 
 
-def expected(program: Program, inputs: Sequence[np.ndarray], seed: int = 0, noise_runs: int = NOISE_RUNS) -> Expected:
-    """The float64 answer of ``program`` on ``inputs`` and its rounding noise (see the module docstring), from
-    the run at the program's dtype and ``noise_runs`` perturbed runs (fewer: cheaper, a rougher noise)."""
+def expected(program: Program, inputs: Sequence[np.ndarray], seed: int = 0) -> Expected:
+    """The float64 answer of ``program`` on ``inputs`` and its rounding noise (see the module docstring)."""
     wide = widen(program)
     wide_inputs = [np.asarray(a).astype(numpy_dtype(v.type.dtype)) for a, v in zip(inputs, wide.inputs)]
     want = [np.asarray(w, dtype=np.float64) for w in interpret(wide, *wide_inputs)]
@@ -128,7 +127,7 @@ def expected(program: Program, inputs: Sequence[np.ndarray], seed: int = 0, nois
     rng = np.random.default_rng(seed)
     dtypes = {v.type.dtype for v in program.values() if is_float(v.type.dtype)}
     u = max((UNIT_ROUNDOFF[d] for d in dtypes), default=UNIT_ROUNDOFF["float64"])
-    runs += [_perturbed_run(wide, wide_inputs, rng, PERTURBATION * u) for _ in range(noise_runs)]
+    runs += [_perturbed_run(wide, wide_inputs, rng, PERTURBATION * u) for _ in range(NOISE_RUNS)]
     with np.errstate(invalid="ignore"):
         noise = [np.max([_deviation(np.asarray(r[i], dtype=np.float64), w) for r in runs], axis=0)
                  for i, w in enumerate(want)]

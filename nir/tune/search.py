@@ -8,10 +8,10 @@ winners of all backends measured round-robin once more at the end so that `backe
 figures taken side by side. Decisions use the median (`measure.STATISTIC`); the minimum is kept too.
 Every candidate built on this machine is run once and checked against the program's float64 answer
 (`nir.precision`) before it is timed: one that computes a wrong answer where the untuned build is right
-is recorded with the error and never kept (`WrongAnswer`). A timing during which other processes took CPU (`measure.OtherLoad`: a
-kernel with a thread per core then runs several times slower than on a quiet machine) is taken again,
-up to `RETIMES` times, and the least disturbed one kept; what other processes used is reported per backend (``others_cores``), with
-a warning when it stayed above `measure.BUSY_CORES`.
+is recorded with the error and never kept (`WrongAnswer`). A timing during which other processes took
+CPU (`measure.OtherLoad`: a kernel with a thread per core then runs several times slower than on a quiet
+machine) is taken again, up to `RETIMES` times, and the least disturbed one kept; what other processes
+used is reported per backend (``others_cores``), with a warning when it stayed above `measure.BUSY_CORES`.
 
 Budget: ``trials`` (schedule-search trials per backend) or ``minutes`` (wall-clock for the whole program:
 backends without a schedule search go first, with at most `OTHERS_SHARE` of it; a backend with one
