@@ -3,8 +3,10 @@
 Timing: each variant is warmed up (first call timed on its own, then ``warmup`` more calls, all
 excluded), then calibrated so that one sample runs ``calls`` back-to-back calls lasting at least
 ``sample_s``; samples of all variants are taken round-robin, the order rotating each round, so that
-drift (thermal, other load) hits every variant alike. A sample's value is its time per call. The
-garbage collector is off while sampling.
+drift (thermal, other load) hits every variant alike. Each sample settles first (20 ms idle, then one
+untimed call): torch's OpenMP threads, TVM's and XLA's pools spin for milliseconds after they ran, and
+the next variant must not be timed while they hold its cores (`round_robin`). A sample's value is its
+time per call. The garbage collector is off while sampling.
 
 Memory: `measure_memory` runs one variant in a fresh process (`python -m nir.bench.memory`) and reads
 its peak resident set after the imports and inputs (the baseline) and after building and running it

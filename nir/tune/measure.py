@@ -5,7 +5,8 @@ options, called with NamedTensors, returning NamedTensors whose data is complete
 asynchronous backend such as XLA has finished; `wait` blocks on anything else that is still running).
 Candidates are measured round-robin, the order rotating every round, so that drift on a shared machine
 (other load, frequency changes) hits every candidate alike. Each sample is the mean of enough
-back-to-back calls to last ``min_time_s / rounds``.
+back-to-back calls to last ``min_time_s / rounds``, after a short idle time and one untimed call of
+its own (`round_robin`: other runtimes' threads spin for milliseconds after they ran).
 
 The statistic that decides is the **median** per-call time of the samples (`STATISTIC`); the minimum
 is reported beside it. Each timing also says how much CPU other processes took while it ran
@@ -26,11 +27,12 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 __all__ = ["Timing", "STATISTIC", "measure", "measure_interleaved", "round_robin", "wait", "user_call", "UserCall",
-           "OtherLoad", "BUSY_CORES", "busy", "others_cores"]
+           "OtherLoad", "BUSY_CORES", "SETTLE_S", "busy", "others_cores"]
 
 STATISTIC = "median"
 MAX_CALLS_PER_SAMPLE = 10_000
 BUSY_CORES = 0.25  # other processes using more than this many cores during a timing make it suspect
+SETTLE_S = 0.02  # idle time before each interleaved sample, longer than other runtimes' spin-waits (`round_robin`)
 
 
 @dataclass(frozen=True)
@@ -180,10 +182,21 @@ def measure_interleaved(calls: Mapping[str, Callable[[], Any]], *, min_time_s: f
 
 
 def round_robin(calls: Mapping[str, Callable[[], Any]], counts: Mapping[str, int], rounds: int,
-                on_round: Callable[[], None] | None = None) -> dict[str, list[float]]:
+                on_round: Callable[[], None] | None = None, settle_s: float = SETTLE_S) -> dict[str, list[float]]:
     """``rounds`` samples per variant, interleaved; each sample is the mean time of ``counts[name]``
-    back-to-back calls. ``on_round`` is called after each round (for a progress bar)."""
+    back-to-back calls. ``on_round`` is called after each round (for a progress bar).
+
+    When more than one variant is timed, each sample *settles* first: ``settle_s`` seconds idle, then one
+    untimed call of the variant, so that it is timed in its steady state rather than in the wake of the
+    variant before it. Parallel runtimes keep their worker threads spinning for a few milliseconds after
+    a parallel region (libgomp's default, which torch and torch.compile's kernels use; TVM's thread pool
+    and XLA's too): on a machine with as many cores as threads, the next variant's threads wait for those
+    cores. Measured on 2 vCPUs at 2 threads (docs/performance.md): a TVM MobileNetV3 call took 15 ms
+    right after torch.compile's and 8 ms for the calls after it, against 5 ms alone; after 10 ms idle,
+    5 ms. ``settle_s=0`` turns settling off (one variant never settles: nothing runs between its
+    samples)."""
     names = list(calls)
+    settle = settle_s > 0 and len(names) > 1
     samples: dict[str, list[float]] = {n: [] for n in names}
     enabled = gc.isenabled()
     gc.collect()
@@ -193,6 +206,9 @@ def round_robin(calls: Mapping[str, Callable[[], Any]], counts: Mapping[str, int
             k = r % len(names) if names else 0
             for name in names[k:] + names[:k]:
                 call, n = calls[name], counts[name]
+                if settle:
+                    time.sleep(settle_s)
+                    call()
                 t0 = time.perf_counter()
                 for _ in range(n):
                     call()
