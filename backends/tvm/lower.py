@@ -54,18 +54,38 @@ def _isnan(a: relax.Expr) -> relax.Expr:
     return R.isnan(R.astype(a, "float32") if str(a.ty.dtype) == "bfloat16" else a)
 
 
-def _nan_max(a: relax.Expr, b: relax.Expr) -> relax.Expr:
-    """numpy's maximum: NaN if either operand is NaN (TVM's max returns the other operand)."""
+def _never_nan(e: relax.Expr) -> bool:
+    """Whether ``e`` is a constant (or a variable bound to one) with no NaN in it."""
+    if isinstance(e, relax.Var):
+        bound = relax.BlockBuilder.current().lookup_binding(e)
+        e = e if bound is None else bound
+    return isinstance(e, tvm.ir.expr.Constant) and not np.isnan(e.value.numpy()).any()
+
+
+def _nan_choose(a: relax.Expr, b: relax.Expr, before: Callable[..., relax.Expr],
+                no_later: Callable[..., relax.Expr]) -> relax.Expr:
+    """numpy's maximum (``before=R.greater, no_later=R.less_equal``) or minimum (``R.less,
+    R.greater_equal``): NaN if either operand is NaN, where TVM's max and min return the other operand;
+    ``b`` on ties. Against a constant ``b`` that is not NaN (a clamp's bound, as in ReLU6 and hardswish)
+    one compare and select keep NaN, since the compare is false for it; otherwise the select also tests
+    ``a`` for NaN (a NaN ``b`` wins when the compare is false)."""
     if not is_float(str(a.ty.dtype)):
-        return R.maximum(a, b)
-    return R.where(R.logical_or(R.greater(a, b), _isnan(a)), a, b)
+        return (R.maximum if before is R.greater else R.minimum)(a, b)
+    if _never_nan(b):
+        return R.where(no_later(a, b), b, a)
+    if _never_nan(a):
+        return R.where(before(a, b), a, b)
+    return R.where(R.logical_or(before(a, b), _isnan(a)), a, b)
+
+
+def _nan_max(a: relax.Expr, b: relax.Expr) -> relax.Expr:
+    """numpy's maximum: NaN if either operand is NaN."""
+    return _nan_choose(a, b, R.greater, R.less_equal)
 
 
 def _nan_min(a: relax.Expr, b: relax.Expr) -> relax.Expr:
     """numpy's minimum: NaN if either operand is NaN."""
-    if not is_float(str(a.ty.dtype)):
-        return R.minimum(a, b)
-    return R.where(R.logical_or(R.less(a, b), _isnan(a)), a, b)
+    return _nan_choose(a, b, R.less, R.greater_equal)
 
 
 UNARY: dict[str, Callable[[relax.Expr], relax.Expr]] = {

@@ -6,8 +6,9 @@ that accepts it schedules it:
 
 * `contraction` - one multiply-accumulate reduction block (matmul, batched matmul, conv2d): a
   register tile (rows x vector) with the reduction loops outside it, the outer tiles in parallel;
-  input padding stays a loop nest of its own (its condition inside the vectorized loop would stop
-  vectorization), and the elementwise epilogue is scheduled like `generic` blocks.
+  input padding stays a parallel loop nest of its own (its condition inside the vectorized loop would
+  stop vectorization), and the elementwise epilogue (bias, batch norm, activation) runs inside the
+  outer parallel loop on each tile as it is finished (`_epilogue_into`).
 * `row_reduction` - softmax / layer_norm shaped funcs (reductions over the innermost dims and
   elementwise blocks sharing leading spatial axes; in `reductions`).
 * `column_reduction` - a single reduction over outer dims: the innermost output loop is vectorized
@@ -114,6 +115,16 @@ def contraction(sch: s_tir.Schedule, target: Target) -> bool:
         if t is not None and pad_m > m:
             factors[t] = pad_m
         sch.pad_einsum(main.block_rv, factors)
+    # the epilogue (and padding) blocks first: once the main block's loops are split and reordered,
+    # normalize_prim_func no longer describes the function (it returns None)
+    # split the other blocks before the main one's loops change (normalize_prim_func then returns None):
+    # producers (padding) run as parallel loops of their own, the epilogue moves into the main loop below
+    infos = normalize_prim_func(sch) or []
+    at = next(i for i, b in enumerate(infos) if b.name == main.name)
+    for info in infos[:at]:
+        if _elementwise(sch, info):
+            _parallel_vectorize(sch, info, target)
+    epilogue = [info for info in infos[at + 1:] if _elementwise(sch, info)]
     block = main.block_rv
     loops = sch.get_loops(block)
     v_o, v_n, v_l = sch.split(loops[v], [None, nv, vec])
@@ -145,10 +156,50 @@ def contraction(sch: s_tir.Schedule, target: Target) -> bool:
     if ti > 1:
         sch.unroll(t_i)
     sch.decompose_reduction(block, (blocked[:1] + rows + red)[0])
-    for info in normalize_prim_func(sch) or []:
-        if info.name != main.name and not info.name.endswith("_init") and _elementwise(sch, info):
-            _parallel_vectorize(sch, info, target)
+    _epilogue_into(sch, block, epilogue, fused, lanes, target)
     return True
+
+
+def _epilogue_into(sch: s_tir.Schedule, main: s_tir.schedule.SBlockRV, epilogue: list[SBlockInfo],
+                   loop: s_tir.schedule.LoopRV, lanes: int, target: Target) -> None:
+    """Compute the epilogue blocks that consume the contraction's output inside ``loop``, its outermost
+    (parallel) loop, on the tile each iteration finished, while it is in cache, their innermost loop
+    vectorized; the other blocks run as parallel loops of their own after it (`_parallel_vectorize`).
+
+    A block moves only when each element it computes reads one element of the tiles (the contraction's
+    output, or a moved block's), and every other buffer of the function it reads is one no block writes:
+    then an iteration computes exactly the elements of its tile, from data it finished. (Moved with TVM's
+    ``reverse_compute_at`` alone, a block reading nothing of the tile was computed whole in every
+    iteration, racing the others; a block reading a neighbourhood would read tiles not yet computed.)"""
+    tiles = {sch.get(main).writes[0].source}
+    written = tiles | {sch.get(b.block_rv).writes[0].source for b in epilogue}
+    apart = []
+    for info in epilogue:
+        stmt = sch.get(info.block_rv)
+        of_tiles = [r for r in stmt.reads if r.source in tiles]
+        fits = bool(of_tiles) and all(_one_element(r) for r in of_tiles) and \
+            all(r.source in tiles or r.source not in written for r in stmt.reads)
+        try:
+            if not fits:
+                raise s_tir.ScheduleError("not computed from its own elements of the tiles")
+            sch.reverse_compute_at(info.block_rv, loop, preserve_unit_loops=False)
+        except s_tir.ScheduleError:  # (or an index TVM cannot relate to the loop)
+            apart.append(info)
+            continue
+        tiles.add(stmt.writes[0].source)
+        inner = sch.get_loops(info.block_rv)[1:]  # below ``loop``, which is the outermost
+        n = _extent(sch, inner[-1]) if inner else 1
+        if 1 < n <= 4 * lanes:
+            sch.vectorize(inner[-1])
+        elif n > 4 * lanes and (vec := _divisor(n, [4 * lanes, 2 * lanes, lanes])) is not None:
+            sch.vectorize(sch.split(inner[-1], [None, vec])[1])
+    for info in apart:
+        _parallel_vectorize(sch, info, target)
+
+
+def _one_element(region: tvm.ir.expr.TensorRegion) -> bool:
+    """Whether a block's access reads a single element per block instance."""
+    return all(isinstance(r.extent, tirx.IntImm) and int(r.extent) == 1 for r in region.region)
 
 
 # reduction block of a matmul: the streamed panel (KC x tile width) should stay in L1

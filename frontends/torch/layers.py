@@ -69,18 +69,24 @@ def _batch_norm(x: NamedTensor, weight: NamedTensor | None, bias: NamedTensor | 
                 running_mean: NamedTensor | None, running_var: NamedTensor | None, training: bool,
                 momentum: float, eps: float, cudnn_enabled: bool = True) -> NamedTensor:
     """``(x - mean) / sqrt(var + eps) * weight + bias`` along x's channel dim (position 1), by name; the
-    running statistics in eval mode, the batch's own otherwise."""
+    batch's own statistics in training mode. In eval mode, with the running statistics, it is one
+    multiply-add per element, ``x * scale + shift`` with ``scale = weight / sqrt(var + eps)`` and
+    ``shift = bias - mean * scale`` computed per channel (as torch's CPU kernel does)."""
     if x.ndim < 2:
         raise _Unsupported(f"batch_norm needs a channel dim at position 1, got {x.type.pretty()}")
     if training or running_mean is None or running_var is None:
         dims = [i for i in range(x.ndim) if i != 1]
         mean, var = nf.mean(x, dims, keepdim=True), nf.var(x, dims, correction=0, keepdim=True)
-    else:
-        mean, var = _per_channel(running_mean, x), _per_channel(running_var, x)
-    y = (x - mean) / nf.sqrt(var + eps)
+        y = (x - mean) / nf.sqrt(var + eps)
+        if weight is not None:
+            y = y * _per_channel(weight, x)
+        return y if bias is None else y + _per_channel(bias, x)
+    scale = 1.0 / nf.sqrt(_per_channel(running_var, x) + eps)
     if weight is not None:
-        y = y * _per_channel(weight, x)
-    return y if bias is None else y + _per_channel(bias, x)
+        scale = scale * _per_channel(weight, x)
+    shift = _per_channel(running_mean, x) * scale
+    shift = -shift if bias is None else _per_channel(bias, x) - shift
+    return x * scale + shift
 
 
 @converts("layer", "aten._native_batch_norm_legit_no_training.default")

@@ -236,6 +236,18 @@ def test_embedding_and_batchnorm_vectors_are_named(converted) -> None:
     assert traced.param_names["bn.running_mean"] == ("bn.channels",)
 
 
+def test_eval_batchnorm_is_one_multiply_add_per_element(converted) -> None:
+    # eval-mode batch norm folds its statistics per channel: after the conv, the full-size prims are the
+    # multiply and add of x * scale + shift (no subtract or divide per element)
+    _, _, traced = converted("conv_bn_pool")
+    eqns = traced.program.eqns
+    start = next(i for i, e in enumerate(eqns) if e.prim == "conv2d")
+    full = eqns[start].out.type.sizes
+    after = [e.prim for e in eqns[start + 1:] if e.out.type.sizes == full]
+    assert after[:2] == ["mul", "add"]
+    assert "sub" not in after and "div" not in after
+
+
 def test_layer_derived_names_yield_to_the_users_in_a_residual(converted) -> None:
     # x{B, S, D} + proj(...){B, S, attn.proj.out}: the layer's name yields; the block's output is {B, S, D}
     _, _, traced = converted("transformer_block")

@@ -122,6 +122,29 @@ def test_nan_and_inf_propagate_like_the_reference(dtype):
     check(program, [xs, ys], dtype=dtype)
 
 
+def _clamps_against_constants() -> Program:
+    """ReLU6-style clamps: maximum and minimum with a constant (0 stays a bound 0-d buffer, 6 and -2 become
+    literals) on either side."""
+    b = Builder()
+    x = b.input(T({"A": 6, "B": 32}))
+    zero, six, low = (b.add("full", [], value=v, dims=(), dtype="float32") for v in (0.0, 6.0, -2.0))
+    return b.build([b.add("minimum", [b.add("maximum", [x, zero]), six]), b.add("maximum", [low, x]),
+                    b.add("minimum", [six, x])])
+
+
+def test_clamps_against_constants_keep_nan_and_inf():
+    program = _clamps_against_constants()
+    (xs,) = random_inputs(program, seed=3)
+    xs *= 8
+    xs[0, 3], xs[1, 0], xs[2, 5] = np.nan, np.inf, -np.inf
+    check(program, [xs])
+
+
+def test_clamps_against_constants_need_no_nan_test():
+    # a bound that is not NaN makes one compare and select enough: the compare is false for a NaN input
+    assert "isnan" not in backend.build(_clamps_against_constants(), parse_target("llvm")).backend_ir("relax")
+
+
 def test_epilogue_of_a_reduction_over_a_size_one_dim():
     """An outer product (contraction over a dim of size 1) followed by an add: TVM hides the unit
     reduction loop, and inlining the add into it would add the scalar twice."""
@@ -879,6 +902,35 @@ def test_conv_bias_and_relu_run_as_one_kernel():
                         nir.spec(O=8, C=8, H=3, W=3), nir.spec(O=8)).program
     kernels = [k for k, rule in check(program).schedules.items() if rule != "view"]
     assert len(kernels) == 1 and "conv2d" in kernels[0] and "where" in kernels[0], kernels
+
+
+def test_a_contraction_epilogue_of_several_blocks_runs_inside_its_parallel_loop():
+    """A depthwise conv with batch norm's multiply-add and hardswish (MobileNetV3's block): the epilogue
+    keeps several blocks (the normalized value is read twice); each runs inside the convolution's parallel
+    loop on the tile just computed, so the kernel is two parallel loop nests (padding, convolution) where
+    the epilogue used to be serial loops of its own."""
+    def block(x, w, scale, shift):
+        y = nir.conv2d(x, w, padding=2, groups=48) * scale + shift
+        return y * nir.clamp(y + 3.0, 0.0, 6.0) / 6.0
+    program = nir.trace(block, nir.spec(N=8, C=48, H=14, W=14), nir.spec(O=48, C=1, H=5, W=5),
+                        nir.spec(O=48, H=1, W=1), nir.spec(O=48, H=1, W=1)).program
+    exe = check(program)
+    kernel = _prim_func_text(exe.backend_ir("tir"), "conv2d")
+    nests = re.findall(r"\n {8}for [^\n]*", kernel)  # the loop nests at the top of the function
+    assert len(nests) == 2 and all("T.parallel" in n for n in nests), nests
+    assert kernel.count("T.vectorized") >= 4, kernel  # the convolution's init and update, epilogue blocks
+
+
+def test_an_epilogue_block_that_reads_no_tile_runs_apart_from_the_contraction():
+    """``(x @ w) * exp(z)`` (a GELU gradient's shape): the exp reads no element of the product, so it is
+    not computed inside the matmul's parallel loop (where every iteration computed all of it, racing the
+    others: a wrong answer at 2 threads), and the result is the reference's."""
+    b = Builder()
+    x, w, z = b.input(T({"M": 256, "K": 64})), b.input(T({"K": 64, "N": 128})), b.input(T({"M": 256, "N": 128}))
+    program = b.build([b.add("mul", [b.add("contract", [x, w], over=("K",)), b.add("exp", [z])])])
+    kernel = _prim_func_text(check(program).backend_ir("tir"), "matmul")
+    nests = re.split(r"\n {8}for ", kernel)[1:]  # the loop nests at the top of the function
+    assert not any("matmul_update" in n and "exp" in n for n in nests), kernel
 
 
 def test_a_where_with_a_scalar_constant_branch_holds_it_as_a_literal():
