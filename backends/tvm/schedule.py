@@ -115,8 +115,6 @@ def contraction(sch: s_tir.Schedule, target: Target) -> bool:
         if t is not None and pad_m > m:
             factors[t] = pad_m
         sch.pad_einsum(main.block_rv, factors)
-    # the epilogue (and padding) blocks first: once the main block's loops are split and reordered,
-    # normalize_prim_func no longer describes the function (it returns None)
     # split the other blocks before the main one's loops change (normalize_prim_func then returns None):
     # producers (padding) run as parallel loops of their own, the epilogue moves into the main loop below
     infos = normalize_prim_func(sch) or []
