@@ -751,14 +751,60 @@ def test_padded_1x1_convs_stay_convolutions():
 
 @pytest.mark.parametrize("width,stride", [(28, 1), (14, 2), (7, 1)])
 def test_nchw_conv_output_width_is_padded_to_whole_vectors(width, stride):
-    """28 -> 32 columns (14 -> 16 and 7 -> 8 likewise), computed then sliced: same results."""
-    program = one("conv2d", [T({"N": 2, "C": 8, "H": 12, "W": width * stride}), T({"O": 16, "C": 8, "H": 3, "W": 3})],
+    """28 -> 32 columns (14 -> 16 and 7 -> 8 likewise), computed then sliced: same results. (12 output
+    channels, which no vector divides: TVM's conv2d, not `_conv2d_by_channel`.)"""
+    program = one("conv2d", [T({"N": 2, "C": 8, "H": 12, "W": width * stride}), T({"O": 12, "C": 8, "H": 3, "W": 3})],
                   stride=(stride, stride), padding=(1, 1), groups=1, **CONV)
     exe = check(program)
     lanes = schedule_module.lanes(backend.tvm_target(parse_target("llvm")), "float32")
     padded = -(-width // lanes) * lanes if width >= lanes else -(-width // (lanes // 2)) * (lanes // 2)
     assert f"T.int64({padded})" in exe.backend_ir("tir") and "strided_slice" in exe.backend_ir("tir")
     assert "contraction" in exe.schedules.values()
+
+
+@pytest.mark.parametrize("shape", [
+    dict(C=8, O=32, H=12, W=28, k=3, stride=1, pad=1, dilation=1, N=2),
+    dict(C=5, O=16, H=17, W=23, k=3, stride=2, pad=1, dilation=1, N=1),
+    dict(C=3, O=32, H=30, W=30, k=7, stride=2, pad=3, dilation=1, N=1),
+    dict(C=6, O=48, H=15, W=15, k=3, stride=1, pad=2, dilation=2, N=3),
+    dict(C=4, O=16, H=9, W=10, k=2, stride=1, pad=0, dilation=1, N=1),
+], ids=["3x3-batch2", "stride2-odd-sizes", "7x7-stem", "dilated", "2x2-unpadded"])
+def test_nchw_convs_run_along_blocks_of_output_channels(shape):
+    """Output channels that vectors divide: the convolution is `_conv2d_by_channel` (weights packed in
+    channel blocks, the NCHW output written from the blocked one), scheduled by the contraction rule,
+    and matches the reference for strides, dilations, odd sizes and kernels."""
+    d = shape
+    program = one("conv2d", [T({"N": d["N"], "C": d["C"], "H": d["H"], "W": d["W"]}),
+                             T({"O": d["O"], "C": d["C"], "H": d["k"], "W": d["k"]})],
+                  stride=(d["stride"],) * 2, padding=(d["pad"],) * 2, groups=1, channels="C", out_channels="O",
+                  spatial=("H", "W"), dilation=(d["dilation"],) * 2)
+    exe = check(program)
+    tir = exe.backend_ir("tir")
+    assert "conv2d_by_channel" in tir and "strided_slice" not in tir
+    assert "contraction" in exe.schedules.values(), exe.schedules
+
+
+def test_nchw_conv_by_channel_vectorizes_the_channel_block():
+    """The innermost loop of the blocked convolution is a vector of output channels, inside a register
+    tile of output columns."""
+    program = one("conv2d", [T({"N": 1, "C": 16, "H": 14, "W": 14}), T({"O": 64, "C": 16, "H": 3, "W": 3})],
+                  stride=(1, 1), padding=(1, 1), groups=1, **CONV)
+    tir = check(program).backend_ir("tir")
+    update = tir[tir.index('T.sblock("conv2d_by_channel_update")') - 400:tir.index('T.sblock("conv2d_by_channel_update")')]
+    assert "T.vectorized" in update and "T.unroll" in update
+
+
+@pytest.mark.parametrize("kind", ["grouped", "bfloat16", "weight-gradient-sized kernel"])
+def test_convs_the_channel_blocks_do_not_serve_keep_tvms_conv2d(kind):
+    """Grouped (depthwise) convolutions, 16-bit floats and kernels of more than 49 taps stay TVM's conv2d."""
+    dtype = "bfloat16" if kind == "bfloat16" else "float32"
+    groups, c = (4, 4) if kind == "grouped" else (1, 8)
+    k, size, pad = (10, 14, 0) if kind.startswith("weight") else (3, 12, 1)
+    program = one("conv2d", [T({"N": 1, "C": 8, "H": size, "W": size}, dtype),
+                             T({"O": 32, "C": 8 // groups if kind == "grouped" else c, "H": k, "W": k}, dtype)],
+                  stride=(1, 1), padding=(pad, pad), groups=groups, **CONV)
+    exe = check(program, dtype=dtype)
+    assert "conv2d_by_channel" not in exe.backend_ir("tir")
 
 
 @pytest.mark.parametrize("cpu,lanes", [("haswell", 8), ("znver3", 8), ("skylake-avx512", 16), ("x86-64", 4)])
