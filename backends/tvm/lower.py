@@ -273,10 +273,69 @@ def _contract(eqn: Eqn, a: Named, b: Named) -> Named:
     lead = [("_batch", size(batch, sa))] if batch else []
     a3 = reshape(permute(a, batch + a_free + over), lead + [("_m", size(a_free, sa)), ("_k", size(over, sa))])
     b3 = reshape(permute(b, batch + over + b_free), lead + [("_k", size(over, sb)), ("_n", size(b_free, sb))])
+    block = None if lead else _panel(a3, b3)
+    if block is not None:  # b is constant: packed into column panels when the program is built
+        panels = permute(reshape(b3, [("_k", b3.shape[0]), ("_no", b3.shape[1] // block), ("_ni", block)]),
+                         ("_no", "_k", "_ni"))
+        # written in the result's own shape where that keeps one index per side (a reshape after the matmul
+        # would keep its epilogue out of its kernel; two, the epilogue moved into the tile loop missed elements)
+        rows, cols = ([(n, s[n]) for n in free if s[n] > 1] for free, s in ((a_free, sa), (b_free, sb)))
+        rows, cols = (dims if len(dims) == 1 else [(f"_{side}", math.prod(d for _, d in dims))]
+                      for side, dims in (("m", rows or [("_m", 1)]), ("n", cols or [("_n", 1)])))
+        y = bind(relax.BlockBuilder.current().call_te(_panel_matmul, a3.expr, panels.expr, rows[0][1], cols[0][1],
+                                                      primfunc_name_hint="matmul"), (rows[0][0], cols[0][0]))
+        return downcast(reshape(y, [(n, {**sa, **sb}[n]) for n in a_free + b_free]), eqn.out.type.dtype)
     y = bind(R.matmul(a3.expr, b3.expr, out_dtype=_accumulator(a)), a3.names[:-1] + ("_n",))
     names = batch + a_free + b_free
     # contract: rounded back to the operands' dtype; contract_wide: the accumulator is the result
     return downcast(reshape(y, [(n, {**sa, **sb}[n]) for n in names]), eqn.out.type.dtype)
+
+
+# a matmul by a constant packs the constant into column panels of this many float32 columns (4 AVX-512
+# vectors: the widest register tile) ...
+PANEL = 64
+# ... when the other operand has at least this many rows to reuse each packed panel
+PANEL_MIN_ROWS = 16
+
+
+def _panel(a: Named, b: Named) -> int | None:
+    """The panel width of `_panel_matmul` for ``a[M, K] @ b[K, N]``, or None where it does not apply:
+    not a CPU, not float32, ``b`` not computed from constants alone, N not a whole number of panels, or
+    fewer than `PANEL_MIN_ROWS` rows."""
+    target = tvm.target.Target.current(True)
+    if target is None or target.kind.name != "llvm" or a.dtype != "float32" or b.dtype != "float32":
+        return None
+    if b.shape[1] % PANEL or a.shape[0] < PANEL_MIN_ROWS or not _folds(b.expr):
+        return None
+    return PANEL
+
+
+def _folds(expr: relax.Expr) -> bool:
+    """Whether ``expr`` is a constant, or a permute or reshape of one (what TVM folds at build time)."""
+    bb = relax.BlockBuilder.current()
+    while isinstance(expr, relax.Var):
+        bound = bb.lookup_binding(expr)
+        if bound is None:
+            return False
+        expr = bound
+    if isinstance(expr, tvm.ir.expr.Constant):
+        return True
+    return isinstance(expr, relax.Call) and getattr(expr.op, "name", "") in ("relax.permute_dims", "relax.reshape") \
+        and _folds(expr.args[0])
+
+
+def _panel_matmul(a: te.Tensor, panels: te.Tensor, m: int, n: int) -> te.Tensor:
+    """``a[M, K] @ b[K, N]`` with ``b`` packed as ``panels[N/P, K, P]``: each panel's P columns are
+    contiguous along K, so the register tile streams them from consecutive addresses (not one row of
+    ``b`` 4 N bytes apart per step: a page per step for N = 3072), and the product of a panel
+    ``y[N/P, M, P]`` is copied into ``[M, N]`` in the epilogue, while in cache. ViT-B/16's MLP matmul at
+    1 thread (Xeon, AVX-512): 197x768 @ 768x3072 8.2 -> 6.6 ms (torch 6.1), 1576 rows 63.6 -> 54.1 ms
+    (torch 45)."""
+    k = int(a.shape[1])
+    no, _, p = (int(v) for v in panels.shape)
+    r = te.reduce_axis((0, k), "k")
+    y = te.compute((no, m, p), lambda o, i, j: te.sum(a[i, r] * panels[o, r, j], axis=r), name="matmul_panels")
+    return te.compute((m, n), lambda i, j: y[j // p, i, j % p], name="matmul")
 
 
 def _accumulator(x: Named) -> str | None:

@@ -262,7 +262,9 @@ def _register_tile(n: int, m: int, lanes: int, accumulators: int, can_pad: bool,
     if m % rows == 0:
         return nv, vec, rows, pad_n, m
     if can_pad and pad_n >= MIN_PAD_REUSE:
-        best = min(range(max(2, rows - 2), rows + 1), key=lambda r: (-(-m // r) * r, -r))
+        near = range(rows, max(2, rows - 2) - 1, -1)
+        best = next((r for r in near if -(-m // r) * r <= m * MAX_ROW_PAD_WASTE), None) or \
+            min(near, key=lambda r: (-(-m // r) * r, -r))
         return nv, vec, best, pad_n, -(-m // best) * best
     return nv, vec, next(r for r in range(rows, 0, -1) if m % r == 0), pad_n, m
 

@@ -807,6 +807,38 @@ def test_convs_the_channel_blocks_do_not_serve_keep_tvms_conv2d(kind):
     assert "conv2d_by_channel" not in exe.backend_ir("tir")
 
 
+def _by_constant(rows: dict[str, int], k: int, cols: dict[str, int], seed: int = 0) -> Program:
+    """``x[rows..., K] @ w[K, cols...]`` with ``w`` a constant of the program (as `nir.from_torch` bakes weights)."""
+    b = Builder()
+    x = b.input(T({**rows, "K": k}))
+    w = np.random.default_rng(seed).standard_normal((k, *cols.values())).astype(np.float32)
+    c = b.add("constant", [], data=w.tobytes(), dims=(("K", k), *cols.items()), dtype="float32")
+    return b.build([b.add("contract", [x, c], over=("K",))])
+
+
+@pytest.mark.parametrize("rows,k,cols", [({"M": 40}, 96, {"N": 128}), ({"B": 2, "T": 37}, 300, {"H": 4, "D": 32}),
+                                         ({"M": 16}, 64, {"N": 64})],
+                         ids=["matmul", "unflattened-rows-and-columns", "smallest"])
+def test_matmuls_by_constants_stream_packed_panels(rows, k, cols):
+    """A constant right operand with whole 64-column panels is packed ``[N/64, K, 64]`` when built (no
+    permute at run time), the product written in the result's own shape, with the reference's results."""
+    exe = check(_by_constant(rows, k, cols))
+    tir = exe.backend_ir("tir")
+    assert "matmul_panels" in tir and not re.search(r"def \w*transpose", tir)  # (folded when built)
+    assert "contraction" in exe.schedules.values(), exe.schedules
+
+
+@pytest.mark.parametrize("kind", ["columns-not-whole-panels", "few-rows", "operand-not-constant"])
+def test_matmuls_the_panels_do_not_serve_stay_relax_matmuls(kind):
+    """Columns no panel divides, fewer than 16 rows, or a right operand computed at run time: R.matmul."""
+    if kind == "operand-not-constant":
+        program = one("contract", [T({"M": 40, "K": 96}), T({"K": 96, "N": 128})], over=("K",))
+    else:
+        program = _by_constant({"M": 40 if kind != "few-rows" else 8}, 96, {"N": 100 if kind != "few-rows" else 128})
+    exe = check(program)
+    assert "matmul_panels" not in exe.backend_ir("tir") and "R.matmul" in exe.backend_ir("relax")
+
+
 @pytest.mark.parametrize("cpu,lanes", [("haswell", 8), ("znver3", 8), ("skylake-avx512", 16), ("x86-64", 4)])
 def test_vector_lanes_follow_the_target_cpu(cpu, lanes):
     """TVM 0.27's llvm_get_vector_width answers 512 bits for every x86 CPU; the schedules read the features."""
