@@ -277,13 +277,15 @@ def _contract(eqn: Eqn, a: Named, b: Named) -> Named:
     if block is not None:  # b is constant: packed into column panels when the program is built
         panels = permute(reshape(b3, [("_k", b3.shape[0]), ("_no", b3.shape[1] // block), ("_ni", block)]),
                          ("_no", "_k", "_ni"))
-        # written in the result's own shape where that keeps one index per side (a reshape after the matmul
-        # would keep its epilogue out of its kernel; two, the epilogue moved into the tile loop missed elements)
-        rows, cols = ([(n, s[n]) for n in free if s[n] > 1] for free, s in ((a_free, sa), (b_free, sb)))
-        rows, cols = (dims if len(dims) == 1 else [(f"_{side}", math.prod(d for _, d in dims))]
-                      for side, dims in (("m", rows or [("_m", 1)]), ("n", cols or [("_n", 1)])))
-        y = bind(relax.BlockBuilder.current().call_te(_panel_matmul, a3.expr, panels.expr, rows[0][1], cols[0][1],
-                                                      primfunc_name_hint="matmul"), (rows[0][0], cols[0][0]))
+        # the rows keep their own dims, unit ones too (any reshape after the matmul, flattening them or
+        # adding a unit dim, kept its epilogue out of its kernel); the columns are one dim here, and in the
+        # result where it has one of more than one element
+        rows = [(n, sa[n]) for n in a_free]
+        cols = [(n, sb[n]) for n in b_free if sb[n] > 1]
+        col = cols[0] if len(cols) == 1 else ("_n", b3.shape[1])
+        image = reshape(permute(a, a_free + over), rows + [("_k", a3.shape[1])])
+        y = bind(relax.BlockBuilder.current().call_te(_panel_matmul, image.expr, panels.expr,
+                                                      primfunc_name_hint="matmul"), a_free + (col[0],))
         return downcast(reshape(y, [(n, {**sa, **sb}[n]) for n in a_free + b_free]), eqn.out.type.dtype)
     y = bind(R.matmul(a3.expr, b3.expr, out_dtype=_accumulator(a)), a3.names[:-1] + ("_n",))
     names = batch + a_free + b_free
@@ -324,18 +326,19 @@ def _folds(expr: relax.Expr) -> bool:
         and _folds(expr.args[0])
 
 
-def _panel_matmul(a: te.Tensor, panels: te.Tensor, m: int, n: int) -> te.Tensor:
-    """``a[M, K] @ b[K, N]`` with ``b`` packed as ``panels[N/P, K, P]``: each panel's P columns are
+def _panel_matmul(a: te.Tensor, panels: te.Tensor) -> te.Tensor:
+    """``a[rows..., K] @ b[K, N]`` with ``b`` packed as ``panels[N/P, K, P]``: each panel's P columns are
     contiguous along K, so the register tile streams them from consecutive addresses (not one row of
     ``b`` 4 N bytes apart per step: a page per step for N = 3072), and the product of a panel
-    ``y[N/P, M, P]`` is copied into ``[M, N]`` in the epilogue, while in cache. ViT-B/16's MLP matmul at
-    1 thread (Xeon, AVX-512): 197x768 @ 768x3072 8.2 -> 6.6 ms (torch 6.1), 1576 rows 63.6 -> 54.1 ms
-    (torch 45)."""
-    k = int(a.shape[1])
+    ``y[N/P, rows..., P]`` is copied into ``[rows..., N]`` in the epilogue, while in cache. ViT-B/16's MLP
+    matmul at 1 thread (Xeon, AVX-512): 197x768 @ 768x3072 8.2 -> 6.6 ms (torch 6.1), 1576 rows 63.6 ->
+    54.1 ms (torch 45)."""
+    *rows, k = (int(v) for v in a.shape)
     no, _, p = (int(v) for v in panels.shape)
     r = te.reduce_axis((0, k), "k")
-    y = te.compute((no, m, p), lambda o, i, j: te.sum(a[i, r] * panels[o, r, j], axis=r), name="matmul_panels")
-    return te.compute((m, n), lambda i, j: y[j // p, i, j % p], name="matmul")
+    y = te.compute((no, *rows, p), lambda o, *i: te.sum(a[(*i[:-1], r)] * panels[o, r, i[-1]], axis=r),
+                   name="matmul_panels")
+    return te.compute((*rows, no * p), lambda *i: y[(i[-1] // p, *i[:-1], i[-1] % p)], name="matmul")
 
 
 def _accumulator(x: Named) -> str | None:
